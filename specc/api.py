@@ -1,0 +1,229 @@
+"""The Python API: ``specc.compile`` and the :class:`Model` it returns.
+
+In: a .nn file path or source text, a target and a float dtype.
+Out: a Model holding the checked IR, that initialises parameters, checks
+run-time inputs against the declared symbolic shapes, and runs the forward
+pass (through the reference interpreter until a compiled backend is chosen).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import elaborate
+from .config import TrainConfig, train_config
+from .errors import InputError, ModelError, Source, SpeccError
+from .initializers import initialize, param_rng
+from .interpret import interpret
+from .ir import NUMPY_DTYPES, Program, Value, prune, verify_program
+
+TARGETS = ("cpu", "interp")
+DTYPE_NAMES = {"float32": "f32", "float64": "f64", "f32": "f32", "f64": "f64"}
+
+
+def load_source(spec: str | Path) -> Source:
+    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and "{" not in spec):
+        path = Path(spec)
+        if not path.is_file():
+            raise SpeccError(f"cannot read spec file '{spec}': no such file")
+        return Source(str(spec), path.read_text())
+    return Source("<string>", str(spec))
+
+
+def build_program(source: Source, dtype: str | None = None, model: str | None = None) -> Program:
+    mod = elaborate.load_module(source)
+    if not mod.models:
+        raise ModelError(f"{source.name} defines no model", None,
+                         hint="add `model name(x: f32[B, 8], ...) { ... loss = ... }`")
+    if model is None:
+        if len(mod.models) > 1:
+            names = ", ".join(m.name for m in mod.models)
+            raise ModelError(f"{source.name} defines several models ({names}); choose one", None)
+        m = mod.models[0]
+    else:
+        found = [m for m in mod.models if m.name == model]
+        if not found:
+            raise ModelError(f"no model named '{model}' in {source.name}", None)
+        m = found[0]
+    prog = elaborate.Elaborator(mod, dtype).model(m)
+    verify_program(prog)
+    return prog
+
+
+def check_layers(source: Source) -> None:
+    """Elaborate every layer of the file itself on symbolic sizes (catches errors in unused layers)."""
+    mod = elaborate.load_module(source)
+    el = elaborate.Elaborator(mod)
+    el.declare_global_dims()
+    for layer in mod.layers.values():
+        if layer.span.source is source:
+            el.trial_layer(layer)
+
+
+class Model:
+    def __init__(self, program: Program, target: str = "cpu", source: Source | None = None):
+        self.program = program
+        self.target = target
+        self.source = source
+        self.dtype = "float64" if program.float_dtype == "f64" else "float32"
+
+    # -- description -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.program.name
+
+    @property
+    def inputs(self) -> dict[str, tuple[str, tuple]]:
+        return {i.name: (i.value.dtype, _sym_shape(i.value)) for i in self.program.inputs}
+
+    @property
+    def outputs(self) -> dict[str, tuple[str, tuple]]:
+        return {n: (v.dtype, _sym_shape(v)) for n, v in zip(self.program.output_names, self.program.graph.outputs)}
+
+    @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {p.name: tuple(d.value for d in p.value.shape) for p in self.program.params}
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(np.prod(s) for s in self.param_shapes.values()))
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        return train_config(self.program.train, overrides)
+
+    # -- parameters and inputs -------------------------------------------------------------
+    def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        out = {}
+        for p in self.program.params:
+            dt = NUMPY_DTYPES[p.value.dtype]
+            out[p.name] = initialize(p.init, self.param_shapes[p.name], dt, param_rng(seed, p.name))
+        return out
+
+    def bind_inputs(self, inputs: Mapping[str, Any], *, required: bool = True
+                    ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Check inputs against their declared dtypes and symbolic shapes; returns arrays and dim sizes."""
+        dims: dict[str, int] = dict(self.program.dims)
+        origin: dict[str, str] = {}
+        arrays: dict[str, np.ndarray] = {}
+        unknown = set(inputs) - {i.name for i in self.program.inputs}
+        if unknown:
+            raise InputError(f"model '{self.name}' has no input '{sorted(unknown)[0]}'",
+                             hint=f"its inputs are {', '.join(self.inputs)}")
+        for info in self.program.inputs:
+            if info.name not in inputs:
+                if required:
+                    raise InputError(f"missing input '{info.name}': expected {_describe(info.value)}")
+                continue
+            arrays[info.name] = _coerce(info.name, inputs[info.name], info.value)
+            _bind_shape(info.name, arrays[info.name], info.value, dims, origin)
+        return arrays, dims
+
+    def check_params(self, params: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for p in self.program.params:
+            if p.name not in params:
+                raise InputError(f"missing parameter '{p.name}' (shape {self.param_shapes[p.name]})")
+            a = np.asarray(params[p.name])
+            if a.shape != self.param_shapes[p.name]:
+                raise InputError(f"parameter '{p.name}' has shape {a.shape}, expected {self.param_shapes[p.name]}")
+            out.append(np.ascontiguousarray(a, dtype=NUMPY_DTYPES[p.value.dtype]))
+        return out
+
+    # -- running ---------------------------------------------------------------------------
+    def forward(self, params: Mapping[str, np.ndarray], *, seed: int = 0, training: bool = False,
+                **inputs: Any) -> dict[str, np.ndarray]:
+        """Run the model; outputs that need a missing input (usually the loss without labels) are skipped."""
+        arrays, dims = self.bind_inputs(inputs, required=False)
+        missing = [i.value for i in self.program.inputs if i.name not in arrays]
+        wanted = [n for n, v in zip(self.program.output_names, self.program.graph.outputs)
+                  if not _depends_on(self.program, v, missing)]
+        if not wanted:
+            raise InputError(f"missing input '{self.program.inputs[0].name if not arrays else missing[0].name}'"
+                             f": every output needs it")
+        args = [arrays.get(i.name) for i in self.program.inputs]
+        graph = prune(self.program.graph, tuple(self.program.output(n) for n in wanted))
+        outs = interpret(graph, args + self.check_params(params), dims, seed=seed, training=training)
+        return dict(zip(wanted, outs))
+
+    def __repr__(self) -> str:
+        return f"<specc.Model {self.name}: {len(self.program.params)} params ({self.n_params} numbers), " \
+               f"target={self.target}, dtype={self.dtype}>"
+
+
+def compile(spec: str | Path, target: str = "cpu", dtype: str | None = None, model: str | None = None) -> Model:
+    """Compile a .nn spec (a path or source text) into a :class:`Model`."""
+    if target not in TARGETS:
+        raise SpeccError(f"unknown target '{target}'", hint=f"choose one of {', '.join(TARGETS)}")
+    if dtype is not None and dtype not in DTYPE_NAMES:
+        raise SpeccError(f"unknown dtype '{dtype}'", hint="choose float32 or float64")
+    source = load_source(spec)
+    prog = build_program(source, DTYPE_NAMES.get(dtype) if dtype else None, model)
+    return Model(prog, target, source)
+
+
+# ---- helpers -----------------------------------------------------------------------------
+def _sym_shape(v: Value) -> tuple:
+    return tuple(d.value if d.is_const else str(d) for d in v.shape)
+
+
+def _describe(v: Value) -> str:
+    return str(v.type)
+
+
+def _coerce(name: str, x: Any, v: Value) -> np.ndarray:
+    a = np.asarray(x)
+    want = NUMPY_DTYPES[v.dtype]
+    if v.type.is_float:
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise InputError(f"input '{name}' has dtype {a.dtype}, expected {v.type}")
+    elif not np.issubdtype(a.dtype, np.integer):
+        raise InputError(f"input '{name}' has dtype {a.dtype}, expected integers {v.type}",
+                         hint="class labels must be integer ids")
+    return np.ascontiguousarray(a, dtype=want)
+
+
+def _bind_shape(name: str, a: np.ndarray, v: Value, dims: dict[str, int], origin: dict[str, str]) -> None:
+    def fail(detail: str) -> InputError:
+        bound = ", ".join(f"{k} = {dims[k]} (from {origin[k]})" for k in sorted(origin) if k in _syms(v))
+        return InputError(f"input '{name}' has shape {tuple(a.shape)}, expected {v.type}: {detail}",
+                          notes=[f"already bound: {bound}"] if bound else [])
+
+    if a.ndim != len(v.shape):
+        raise fail(f"rank {a.ndim} instead of {len(v.shape)}")
+    later = []
+    for axis, (d, n) in enumerate(zip(v.shape, a.shape)):
+        sym = d.as_symbol()
+        if d.is_const:
+            if d.value != n:
+                raise fail(f"axis {axis} is {n}, not {d.value}")
+        elif sym is not None and sym not in dims:
+            dims[sym], origin[sym] = n, f"input '{name}' axis {axis}"
+        elif sym is not None:
+            if dims[sym] != n:
+                raise fail(f"axis {axis} is {n}, but {sym} = {dims[sym]}")
+        else:
+            later.append((axis, d, n))
+    for axis, d, n in later:
+        try:
+            want = d.evaluate(dims)
+        except KeyError as e:
+            raise fail(f"cannot bind {e.args[0]} from axis {axis} ({d})") from None
+        if want != n:
+            raise fail(f"axis {axis} is {n}, but {d} = {want}")
+
+
+def _syms(v: Value) -> set[str]:
+    return {s for d in v.shape for s in d.symbols}
+
+
+def _depends_on(prog: Program, out: Value, missing: list[Value]) -> bool:
+    if not missing:
+        return False
+    tainted = {m.uid for m in missing}
+    for eqn in prog.graph.eqns:
+        if any(i.uid in tainted for i in eqn.inputs):
+            tainted.update(o.uid for o in eqn.outputs)
+    return out.uid in tainted

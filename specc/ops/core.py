@@ -1,0 +1,137 @@
+"""The op registry: one object per op, holding everything about it.
+
+An :class:`Op` has its shape/dtype rule (``infer``), its NumPy reference
+evaluation (``ref``), and slots that later stages fill in the same place:
+``vjp`` (autodiff) and ``lowerings`` (code generators by target).  Ops are
+registered once, by name, in :data:`REGISTRY`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..dims import Dim, Shape, shape_str
+from ..ir import Eqn, TensorType
+
+
+class ShapeRuleError(Exception):
+    """Raised by a shape rule; the elaborator adds the span and each operand's shape."""
+
+    def __init__(self, message: str, hint: str | None = None, operand: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.operand = operand
+
+
+class DTypeRuleError(ShapeRuleError):
+    pass
+
+
+@dataclass
+class RefContext:
+    """What the reference evaluation of an op may need besides its inputs."""
+
+    dims: Mapping[str, int]
+    seed: int = 0
+    training: bool = True
+    path: tuple[int, ...] = ()  # loop indices of enclosing recurrences, for per-step random draws
+    run_graph: Callable[..., list[np.ndarray]] | None = None
+
+    def dim(self, d: Dim) -> int:
+        return d.evaluate(self.dims)
+
+    def shape(self, s: Shape) -> tuple[int, ...]:
+        return tuple(self.dim(d) for d in s)
+
+    def rng(self, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, stream, *self.path])
+
+
+@dataclass
+class Op:
+    name: str
+    infer: Callable[[Sequence[TensorType], dict], list[TensorType]]
+    ref: Callable[[RefContext, Sequence[np.ndarray], dict], list[np.ndarray]]
+    n_inputs: int | None = None  # None: variadic
+    elementwise: bool = False
+    random: bool = False
+    doc: str = ""
+    vjp: Callable | None = None
+    lowerings: dict[str, Callable] = field(default_factory=dict)
+    extra_verify: Callable[[Eqn, str], None] | None = None
+
+    def verify(self, eqn: Eqn, where: str) -> None:
+        if self.n_inputs is not None and len(eqn.inputs) != self.n_inputs:
+            from ..errors import IRError
+
+            raise IRError(f"{where}: {self.name} takes {self.n_inputs} inputs, got {len(eqn.inputs)}", eqn.loc)
+        if self.extra_verify:
+            self.extra_verify(eqn, where)
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(op: Op) -> Op:
+    if op.name in REGISTRY:
+        raise ValueError(f"op {op.name} registered twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+# ---- helpers shared by shape rules ------------------------------------------------------
+ONE = Dim.const(1)
+
+
+def norm_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ShapeRuleError(f"axis {axis} is out of range for a rank-{rank} tensor")
+    return axis % rank if rank else 0
+
+
+def broadcast(a: Shape, b: Shape) -> Shape:
+    out: list[Dim] = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else ONE
+        db = b[-i] if i <= len(b) else ONE
+        if da == db or db == ONE:
+            out.append(da)
+        elif da == ONE:
+            out.append(db)
+        else:
+            raise ShapeRuleError(
+                f"shapes {shape_str(a)} and {shape_str(b)} do not broadcast: dim {da} vs {db} (axis {-i})"
+            )
+    return tuple(reversed(out))
+
+
+def same_dtype(types: Sequence[TensorType], opname: str) -> str:
+    dts = {t.dtype for t in types}
+    if len(dts) > 1:
+        raise DTypeRuleError(
+            f"'{opname}' mixes dtypes {', '.join(sorted(dts))}",
+            hint="convert explicitly with float(x) or int(x)",
+        )
+    return types[0].dtype
+
+
+def need_float(t: TensorType, opname: str, operand: int = 0) -> None:
+    if not t.is_float:
+        raise DTypeRuleError(
+            f"'{opname}' needs a float tensor, got {t.dtype}", hint="convert with float(x)", operand=operand
+        )
+
+
+def need_int(t: TensorType, opname: str, operand: int = 0) -> None:
+    if t.dtype != "i32":
+        raise DTypeRuleError(f"'{opname}' needs an i32 tensor here, got {t.dtype}", operand=operand)
+
+
+def np_dtype(dtype: str) -> Any:
+    from ..ir import NUMPY_DTYPES
+
+    return NUMPY_DTYPES[dtype]
