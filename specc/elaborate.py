@@ -798,7 +798,7 @@ class Elaborator:
             elif isinstance(s, A.Slice):
                 lo = None if s.start is None else self.index_dim(s.start, frame)
                 hi = None if s.stop is None else self.index_dim(s.stop, frame)
-                step = 1 if s.step is None else self.index_dim(s.step, frame)
+                step = Dim.const(1) if s.step is None else self.index_dim(s.step, frame)
                 if not step.is_const or step.value <= 0:
                     raise ShapeError("a slice step must be a positive integer", s.step.span)
                 entries.append(("slice", lo, hi, step.value))

@@ -104,19 +104,20 @@ register(Op("concat", _concat_infer, lambda ctx, ins, p: [np.concatenate(ins, ax
 #   ("int", Dim)                       pick one position (negative counts from the end)
 #   ("slice", Dim|None, Dim|None, int) start, stop, step
 def _slice_len(length: Dim, start: Dim | None, stop: Dim | None, step: int) -> Dim:
+    """Length of x[start:stop:step] on an axis; NumPy's clamping when everything is known."""
+    if step <= 0:
+        raise ShapeRuleError("slice step must be positive")
+    known = [d for d in (start, stop) if d is not None]
+    if length.is_const and all(d.is_const for d in known):
+        sl = slice(None if start is None else start.value, None if stop is None else stop.value, step)
+        return Dim.const(len(range(length.value)[sl]))
+
     def norm(d: Dim | None, default: Dim) -> Dim:
         if d is None:
             return default
-        if d.is_const and d.value < 0:
-            return length + d
-        return d
+        return length + d if d.is_const and d.value < 0 else d
 
-    if step <= 0:
-        raise ShapeRuleError("slice step must be positive")
-    lo, hi = norm(start, Dim.const(0)), norm(stop, length)
-    span = hi - lo
-    if span.is_const and length.is_const:
-        return Dim.const(len(range(lo.value, min(hi.value, length.value), step)) if lo.value >= 0 else 0)
+    span = norm(stop, length) - norm(start, Dim.const(0))
     if span.is_const:
         return Dim.const(max(0, -(-span.value // step)))
     return span if step == 1 else (span + (step - 1)) // step
@@ -153,7 +154,7 @@ def _getitem_ref(ctx, ins, params):
             lo = None if entry[1] is None else ctx.dim(entry[1])
             hi = None if entry[2] is None else ctx.dim(entry[2])
             key.append(slice(lo, hi, entry[3]))
-    return [np.ascontiguousarray(x[tuple(key)])]
+    return [np.array(x[tuple(key)], copy=True)]  # a copy, 0-d for an all-int index
 
 
 register(Op("getitem", _getitem_infer, _getitem_ref, n_inputs=1, doc="x[i], x[a:b], x[:, a:b:s]"))

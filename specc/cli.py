@@ -1,0 +1,221 @@
+"""The ``specc`` command line.
+
+In: argv.  Out: an exit code (0 ok, 1 a spec or input error, 2 a usage error)
+and text on stdout/stderr.  Spec errors print as ``file:line:col: error: ...``
+with the source line underlined; a Python traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import SpeccError
+
+EPILOG = {
+    "check": "example:\n  specc check specs/lstm.nn",
+    "ir": "examples:\n  specc ir specs/lstm.nn\n  specc ir specs/lstm.nn --json > lstm.ir.json",
+    "run": "examples:\n  specc run specs/lstm.nn                       # random inputs, T=B=4 unless --dim\n"
+           "  specc run specs/lstm.nn --dim T=8 --dim B=16 -o out.npz\n"
+           "  specc run specs/mlp.nn --data batch.npz --params params.npz",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="specc",
+        description="specc: compile neural networks written as equations (.nn files).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  specc check specs/lstm.nn && specc run specs/lstm.nn\n"
+               "run `specc COMMAND --help` for a command's options.",
+    )
+    p.add_argument("--version", action="version", version=f"specc {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        c.add_argument("spec", help="the .nn file")
+        c.add_argument("--model", help="which model, if the file defines several")
+        c.add_argument("--dtype", choices=["float32", "float64"], help="float precision (default: the spec's)")
+        c.add_argument("--debug", action="store_true", help="show Python tracebacks")
+        return c
+
+    command("check", "check a spec: names, types, shapes; print its inputs, outputs and parameters")
+    ir = command("ir", "print the checked IR of a spec")
+    ir.add_argument("--json", action="store_true", help="export the IR as JSON")
+    run = command("run", "run the forward pass (reference interpreter) and summarise the outputs")
+    run.add_argument("--data", type=Path, help=".npz file with one array per model input")
+    run.add_argument("--params", type=Path, help=".npz file of parameters (default: initialised from --seed)")
+    run.add_argument("--dim", action="append", default=[], metavar="NAME=N",
+                     help="size of a symbolic dim for random inputs (repeatable)")
+    run.add_argument("--seed", type=int, default=0, help="seed for parameters and random inputs")
+    run.add_argument("-o", "--output", type=Path, help="save the outputs to this .npz file")
+    run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpeccError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(e.render(), file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        if args.debug:
+            raise
+        print(f"specc: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _compile(args):
+    from .api import compile
+
+    return compile(args.spec, dtype=args.dtype, model=args.model)
+
+
+def cmd_check(args) -> int:
+    from .api import check_layers, load_source
+
+    model = _compile(args)
+    check_layers(load_source(args.spec))
+    prog = model.program
+    print(f"{args.spec}: ok: model {prog.name} ({model.dtype})")
+    print("  inputs:")
+    for name, (dt, shape) in model.inputs.items():
+        print(f"    {name}: {dt}{_shape(shape)}")
+    print("  outputs:")
+    for name, (dt, shape) in model.outputs.items():
+        print(f"    {name}: {dt}{_shape(shape)}")
+    shapes = model.param_shapes
+    print(f"  parameters: {len(shapes)} tensors, {model.n_params:,} numbers")
+    width = max((len(n) for n in shapes), default=0)
+    for p in prog.params:
+        print(f"    {p.name:<{width}}  {_shape(shapes[p.name])}  {p.init}")
+    scans = [e for e in prog.graph.walk() if e.op == "scan"]
+    if scans:
+        print(f"  recurrences: {len(scans)}")
+        for e in scans:
+            states = ", ".join(f"{n} (lag {k})" if k else f"{n} (per step)" for n, k in e.params["states"])
+            direction = "reversed" if e.params["reverse"] else "forward"
+            print(f"    {e.loc}: over {e.params['length']} steps, {direction}; states {states}")
+    cfg = model.train_config()
+    print(f"  training: {cfg.optimizer}, lr {cfg.lr:g}, {cfg.epochs} epochs, batch {cfg.batch}")
+    return 0
+
+
+def cmd_ir(args) -> int:
+    model = _compile(args)
+    if args.json:
+        from .export import program_to_json
+
+        print(program_to_json(model.program))
+    else:
+        from .printer import format_program
+
+        print(format_program(model.program))
+    return 0
+
+
+def cmd_run(args) -> int:
+    import time
+
+    from .errors import InputError
+
+    model = _compile(args)
+    if args.params:
+        params = dict(np.load(args.params))
+    else:
+        params = model.init_params(args.seed)
+    if args.data:
+        with np.load(args.data) as f:
+            inputs = {k: f[k] for k in f.files if k in model.inputs}
+    else:
+        inputs = random_inputs(model, _parse_dims(args.dim), args.seed)
+        sizes = ", ".join(f"{k}={v}" for k, v in sorted(model.bind_inputs(inputs)[1].items()))
+        print(f"random inputs ({sizes or 'no symbolic dims'}); pass --data FILE.npz for real ones")
+    if not inputs:
+        raise InputError(f"{args.data} holds none of the model's inputs ({', '.join(model.inputs)})")
+    t0 = time.perf_counter()
+    outs = model.forward(params, **inputs)
+    elapsed = time.perf_counter() - t0
+    for name, a in outs.items():
+        a = np.asarray(a)
+        stats = f"mean {a.mean():.4g}  std {a.std():.4g}  min {a.min():.4g}  max {a.max():.4g}" if a.size else ""
+        print(f"  {name}: {a.dtype}{list(a.shape)}  {stats}")
+    print(f"forward: {elapsed * 1e3:.1f} ms (reference interpreter)")
+    if args.output:
+        np.savez(args.output, **outs)
+        print(f"saved {', '.join(outs)} to {args.output}")
+    if args.json:
+        summary = {"outputs": {n: list(np.shape(a)) for n, a in outs.items()}, "time_s": elapsed}
+        if "loss" in outs:
+            summary["loss"] = float(outs["loss"])
+        print(json.dumps(summary))
+    return 0
+
+
+def random_inputs(model, dims: dict[str, int], seed: int) -> dict[str, np.ndarray]:
+    """Inputs of the declared shapes: floats ~ N(0, 1); integer labels in [0, classes)."""
+    rng = np.random.default_rng(seed)
+    env = {**model.program.dims, **dims}
+    out = {}
+    classes = _label_classes(model)
+    for info in model.program.inputs:
+        v = info.value
+        for d in v.shape:
+            for s in d.symbols:
+                env.setdefault(s, 4)
+        shape = tuple(d.evaluate(env) for d in v.shape)
+        if v.type.is_float:
+            out[info.name] = rng.standard_normal(shape).astype(np.float64)
+        else:
+            out[info.name] = rng.integers(0, classes.get(info.name, 2), shape)
+    return out
+
+
+def _label_classes(model) -> dict[str, int]:
+    """For integer inputs used as cross_entropy labels: the number of classes (the logits' last dim)."""
+    out = {}
+    uid_to_name = {i.value.uid: i.name for i in model.program.inputs}
+    for e in model.program.graph.walk():
+        if e.op == "cross_entropy" and e.inputs[1].uid in uid_to_name:
+            last = e.inputs[0].shape[-1]
+            if last.is_const:
+                out[uid_to_name[e.inputs[1].uid]] = last.value
+        if e.op == "take" and e.inputs[1].uid in uid_to_name:
+            rows = e.inputs[0].shape[0]
+            if rows.is_const:
+                out[uid_to_name[e.inputs[1].uid]] = rows.value
+    return out
+
+
+def _parse_dims(items: list[str]) -> dict[str, int]:
+    out = {}
+    for it in items:
+        name, _, value = it.partition("=")
+        if not name or not value.isdigit() or int(value) <= 0:
+            raise ValueError(f"--dim expects NAME=N with N > 0, got '{it}'")
+        out[name] = int(value)
+    return out
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run}
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The command line through its entry point, main(argv)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from specc.cli import main
+
+GOOD = """
+dim T, B
+model classify(x: f32[T, B, 8], y: i32[B]) {
+  h = lstm(x, hidden=16)
+  logits = dense(h[-1], 10)
+  loss = cross_entropy(logits, y)
+  output probs = softmax(logits)
+  train { optimizer = sgd, lr = 0.1, epochs = 3, batch = 16 }
+}
+"""
+
+BAD = """
+dim B
+model m(x: f32[B, 8], y: i32[B]) {
+  logits = dense(x, 10)
+  loss = cross_entropy(logtis, y)
+}
+"""
+
+
+@pytest.fixture
+def spec(tmp_path):
+    def write(text, name="m.nn"):
+        p = tmp_path / name
+        p.write_text(text)
+        return str(p)
+
+    return write
+
+
+def test_check_summarises_model(spec, capsys):
+    assert main(["check", spec(GOOD)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: model classify" in out
+    assert "x: f32[T, B, 8]" in out and "probs: f32[B, 10]" in out
+    assert "h.W_f" in out and "[24, 16]" in out
+    assert "10 tensors, 1,770 numbers" in out
+    assert "states c (lag 1), h (lag 1)" in out
+    assert "sgd, lr 0.1, 3 epochs, batch 16" in out
+
+
+def test_check_bad_spec_exit_1_no_traceback(spec, capsys):
+    path = spec(BAD)
+    assert main(["check", path]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:5:24: error: unknown name 'logtis'")
+    assert "^^^^^^" in err and "did you mean 'logits'?" in err
+    assert "Traceback" not in err
+
+
+def test_missing_file_is_an_error_not_a_traceback(capsys):
+    assert main(["check", "no/such/file.nn"]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_ir_prints_and_exports_json(spec, capsys):
+    path = spec(GOOD)
+    assert main(["ir", path]) == 0
+    text = capsys.readouterr().out
+    assert "scan[" in text and "cross_entropy" in text
+    assert main(["ir", path, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["name"] == "classify"
+    assert [i["name"] for i in data["inputs"]] == ["x", "y"]
+
+
+def test_run_random_and_saved_outputs(spec, tmp_path, capsys):
+    out = tmp_path / "out.npz"
+    assert main(["run", spec(GOOD), "--dim", "T=5", "--dim", "B=3", "-o", str(out), "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["outputs"]["probs"] == [3, 10]
+    assert np.isfinite(summary["loss"])
+    with np.load(out) as f:
+        assert f["probs"].shape == (3, 10)
+        np.testing.assert_allclose(f["probs"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_run_with_data_file_checks_shapes(spec, tmp_path, capsys):
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((4, 2, 7), np.float32), y=np.zeros(2, np.int32))
+    assert main(["run", spec(GOOD), "--data", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert "input 'x' has shape (4, 2, 7), expected f32[T, B, 8]" in err
+
+
+def test_help_has_examples(capsys):
+    for cmd in ("check", "ir", "run"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+        assert "example" in capsys.readouterr().out
+
+
+def test_python_dash_m_works(spec):
+    r = subprocess.run([sys.executable, "-m", "specc", "check", spec(GOOD)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "ok: model classify" in r.stdout
