@@ -194,4 +194,4 @@ register(Op("cast", lambda ins, p: [TensorType(p["dtype"], ins[0].shape)],
 
 register(Op("full", lambda ins, p: [TensorType(p["dtype"], tuple(p["shape"]))],
             lambda ctx, ins, p: [np.full(ctx.shape(p["shape"]), p["value"], dtype=np_dtype(p["dtype"]))],
-            n_inputs=0, doc="a tensor filled with one value (zeros, ones, constants)"))
+            n_inputs=0, elementwise=True, doc="a tensor filled with one value (zeros, ones, constants)"))
