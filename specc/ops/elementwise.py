@@ -91,3 +91,84 @@ for _name, (_fn, _ints, _doc) in UNARY.items():
     register(_unary(_name, _fn, _ints, _doc))
 for _name, (_fn, _ints, _doc) in BINARY.items():
     register(_binary(_name, _fn, _ints, _doc))
+
+
+# ---- VJP rules -------------------------------------------------------------------------
+# Unary: d(input) = ct * f'(x), written with IR ops through the grad context g;
+# x is the input value, y the output value, p the params.
+def _gelu_grad(g, x, y, p):
+    c, k = float(_GELU_C), 0.044715
+    x2 = g.mul(x, x)
+    u = g.scale(g.add(x, g.scale(g.mul(x2, x), k)), c)
+    th = g.emit("tanh", [u])
+    sech2 = g.sub(g.const(1.0, x.dtype), g.mul(th, th))
+    du = g.scale(g.add(g.const(1.0, x.dtype), g.scale(x2, 3 * k)), c)
+    left = g.scale(g.add(g.const(1.0, x.dtype), th), 0.5)
+    return g.add(left, g.mul(g.scale(x, 0.5), g.mul(sech2, du)))
+
+
+def _one(g, x):
+    return g.const(1.0, x.dtype)
+
+
+UNARY_GRAD = {
+    "neg": lambda g, x, y, p: g.const(-1.0, x.dtype),
+    "exp": lambda g, x, y, p: y,
+    "log": lambda g, x, y, p: g.div(_one(g, x), x),
+    "sqrt": lambda g, x, y, p: g.div(g.const(0.5, x.dtype), y),
+    "abs": lambda g, x, y, p: g.emit("sign", [x]),
+    "sigmoid": lambda g, x, y, p: g.mul(y, g.sub(_one(g, x), y)),
+    "tanh": lambda g, x, y, p: g.sub(_one(g, x), g.mul(y, y)),
+    "relu": lambda g, x, y, p: g.emit("step", [x]),
+    "leaky_relu": lambda g, x, y, p: g.add(g.scale(g.emit("step", [x]), 1.0 - p.get("alpha", 0.01)),
+                                           g.const(p.get("alpha", 0.01), x.dtype)),
+    "elu": lambda g, x, y, p: g.add(g.emit("step", [x]),
+                                    g.mul(g.sub(_one(g, x), g.emit("step", [x])),
+                                          g.add(y, g.const(p.get("alpha", 1.0), x.dtype)))),
+    "gelu": _gelu_grad,
+    "softplus": lambda g, x, y, p: g.emit("sigmoid", [x]),
+}
+
+
+def _unary_vjp(name):
+    def vjp(g, eqn, cts, needed):
+        (x,), (y,), (ct,) = eqn.inputs, eqn.outputs, cts
+        if name == "neg":
+            return [g.neg(ct)]
+        return [g.mul(ct, UNARY_GRAD[name](g, x, y, dict(eqn.params)))]
+
+    return vjp
+
+
+def _binary_vjp(name):
+    def vjp(g, eqn, cts, needed):
+        a, b = eqn.inputs
+        (y,), (ct,) = eqn.outputs, cts
+        if name == "add":
+            da, db = ct, ct
+        elif name == "sub":
+            da, db = ct, g.neg(ct) if needed[1] else None
+        elif name == "mul":
+            da = g.mul(ct, b) if needed[0] else None
+            db = g.mul(ct, a) if needed[1] else None
+        elif name == "div":
+            da = g.div(ct, b) if needed[0] else None
+            db = g.neg(g.div(g.mul(ct, y), b)) if needed[1] else None
+        elif name == "pow":
+            da = g.mul(ct, g.mul(b, g.emit("pow", [a, g.sub(b, g.const(1.0, b.dtype))]))) if needed[0] else None
+            db = g.mul(ct, g.mul(y, g.emit("log", [a]))) if needed[1] else None
+        else:  # maximum / minimum: the gradient goes to the winner (to a on ties)
+            mask = g.emit("ge", [a, b] if name == "maximum" else [b, a])
+            da = g.mul(ct, mask) if needed[0] else None
+            db = g.mul(ct, g.sub(g.const(1.0, a.dtype), mask)) if needed[1] else None
+        return [None if d is None else g.sum_to(d, v.shape) for d, v in zip((da, db), (a, b))]
+
+    return vjp
+
+
+for _name in UNARY:
+    from .core import REGISTRY as _R
+
+    _R[_name].vjp = _unary_vjp(_name)
+for _name in BINARY:
+    _R[_name].vjp = _binary_vjp(_name)

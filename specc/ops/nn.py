@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..dims import Dim, shape_str
 from ..ir import TensorType
-from .core import Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
+from .core import REGISTRY, Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
 
 
 # ---- softmax / log_softmax -------------------------------------------------------------
@@ -224,3 +224,80 @@ register(Op("normal", _rand_infer, _normal_ref, n_inputs=0, random=True, doc="st
 register(Op("uniform", _rand_infer, _uniform_ref, n_inputs=0, random=True, doc="uniform draws in [0, 1)"))
 register(Op("dropout_mask", _rand_infer, _dropout_mask_ref, n_inputs=0, random=True,
             doc="1/(1-p) with probability 1-p, else 0 (all ones when not training)"))
+
+
+# ---- VJP rules -------------------------------------------------------------------------
+def _softmax_vjp(g, eqn, cts, needed):
+    (y,), (ct,) = eqn.outputs, cts
+    axis = eqn.params["axis"]
+    s = g.emit("sum", [g.mul(ct, y)], axes=(axis,), keepdims=True)
+    return [g.mul(y, g.sub(ct, s))]
+
+
+def _log_softmax_vjp(g, eqn, cts, needed):
+    (y,), (ct,) = eqn.outputs, cts
+    axis = eqn.params["axis"]
+    s = g.emit("sum", [ct], axes=(axis,), keepdims=True)
+    return [g.sub(ct, g.mul(g.emit("exp", [y]), s))]
+
+
+def _conv_params(p):
+    return {k: p[k] for k in ("nd", "stride", "padding", "dilation")}
+
+
+def _conv_vjp(g, eqn, cts, needed):
+    x, w = eqn.inputs
+    (ct,) = cts
+    p = _conv_params(eqn.params)
+    dx = g.emit("conv_grad_input", [ct, w], in_shape=tuple(x.shape), **p) if needed[0] else None
+    dw = g.emit("conv_grad_weight", [x, ct], w_shape=tuple(w.shape), **p) if needed[1] else None
+    return [dx, dw]
+
+
+def _pool_params(p):
+    return {k: p[k] for k in ("nd", "kernel", "stride", "padding")}
+
+
+def _max_pool_vjp(g, eqn, cts, needed):
+    x = eqn.inputs[0]
+    return [g.emit("max_pool_grad", [x, cts[0]], in_shape=tuple(x.shape), **_pool_params(eqn.params))]
+
+
+def _avg_pool_vjp(g, eqn, cts, needed):
+    x = eqn.inputs[0]
+    return [g.emit("avg_pool_grad", [cts[0]], in_shape=tuple(x.shape), **_pool_params(eqn.params))]
+
+
+def _take_vjp(g, eqn, cts, needed):
+    table, ids = eqn.inputs
+    return [g.emit("take_grad", [ids, cts[0]], rows=table.shape[0]), None]
+
+
+def _ce_vjp(g, eqn, cts, needed):
+    logits, labels = eqn.inputs
+    (ct,) = cts
+    n = g.numel(labels.shape, logits.dtype)
+    probs = g.emit("softmax", [logits], axis=logits.type.rank - 1)
+    onehot = g.emit("one_hot", [labels], n=logits.shape[-1], dtype=logits.dtype)
+    return [g.mul(g.sub(probs, onehot), g.div(ct, n)), None]
+
+
+def _bce_vjp(g, eqn, cts, needed):
+    z, y = eqn.inputs
+    (ct,) = cts
+    scale = g.div(ct, g.numel(z.shape, z.dtype))
+    dz = g.mul(g.sub(g.emit("sigmoid", [z]), y), scale) if needed[0] else None
+    dy = g.mul(g.neg(z), scale) if needed[1] else None
+    return [dz, dy]
+
+
+REGISTRY["softmax"].vjp = _softmax_vjp
+REGISTRY["log_softmax"].vjp = _log_softmax_vjp
+REGISTRY["conv"].vjp = _conv_vjp
+REGISTRY["max_pool"].vjp = _max_pool_vjp
+REGISTRY["avg_pool"].vjp = _avg_pool_vjp
+REGISTRY["take"].vjp = _take_vjp
+REGISTRY["cross_entropy"].vjp = _ce_vjp
+REGISTRY["bce_logits"].vjp = _bce_vjp
+for _name in ("normal", "uniform", "dropout_mask"):
+    REGISTRY[_name].vjp = lambda g, eqn, cts, needed: []

@@ -23,7 +23,7 @@ import numpy as np
 from ..dims import shape_str
 from ..errors import IRError
 from ..ir import Eqn, Graph, TensorType
-from .core import Op, ShapeRuleError, register
+from .core import REGISTRY, Op, ShapeRuleError, register
 
 
 def split_inputs(eqn_inputs, params):
@@ -109,3 +109,140 @@ def _np(dt):
 
 register(Op("scan", _infer, _ref, n_inputs=None, extra_verify=_verify,
             doc="a recurrence: a body graph applied over time steps"))
+
+
+# ---- VJP: backpropagation through time -------------------------------------------------
+def _vjp(g, eqn, cts, needed):
+    """The adjoint of a scan is a scan in the opposite direction.
+
+    Saved from the forward pass: only the state sequences (the scan's outputs);
+    each backward step recomputes its forward step from them (and from the
+    same sequence slices and random draws), then runs the body's VJP.
+    Carried backward: for a state read at lags 1..K, K pending cotangents
+    (carry l = what later steps sent to the state l-1 steps back); for each
+    differentiated const, a running sum.  Per step out: the cotangents of
+    the sequence inputs.
+    """
+    from ..autodiff import GradCtx, backprop
+    from ..builder import GraphBuilder
+    from ..dims import Dim
+    from ..ir import Value, prune
+
+    p = eqn.params
+    body: Graph = p["body"]
+    nc, ns = p["n_consts"], p["n_seqs"]
+    consts, seqs, inits = split_inputs(eqn.inputs, p)
+    states, length, rev = p["states"], p["length"], p["reverse"]
+    need_c, need_s = needed[:nc], needed[nc:nc + ns]
+    outs = eqn.outputs
+    ct_seqs = [ct if ct is not None else g.zeros(o.type) for ct, o in zip(cts, outs)]
+    step_type = [TensorType(o.dtype, o.shape[1:]) for o in outs]
+
+    # the states as seen at lag l by each step: [init]*K ++ seq, sliced (mirrored when reversed)
+    init_of, it = {}, iter(inits)
+    for i, (_n, k) in enumerate(states):
+        if k:
+            init_of[i] = next(it)
+    shifted: dict[tuple[int, int], Value] = {}
+    for i, (_n, k) in enumerate(states):
+        if not k:
+            continue
+        pad = g.reshape(init_of[i], (Dim.const(1),) + tuple(init_of[i].shape))
+        ext = g.emit("concat", [outs[i]] + [pad] * k if rev else [pad] * k + [outs[i]], axis=0)
+        for lag in range(1, k + 1):
+            lo = Dim.const(lag if rev else k - lag)
+            shifted[(i, lag)] = g.emit("getitem", [ext], index=(("slice", lo, lo + length, 1),))
+
+    # the backward body
+    bb = GraphBuilder()
+    c_in = [bb.add_input(Value(v.type, v.name)) for v in body.inputs[:nc]]
+    s_in = [bb.add_input(Value(v.type, v.name)) for v in body.inputs[nc:nc + ns]]
+    sh_in = {key: bb.add_input(Value(step_type[key[0]], body.inputs[_lag_index(p, *key)].name))
+             for key in shifted}
+    ct_in = [bb.add_input(Value(t, f"d_{n}[t]")) for (n, _k), t in zip(states, step_type)]
+    carry_in = {key: bb.add_input(Value(step_type[key[0]], f"d_{states[key[0]][0]}.carry{key[1]}"))
+                for key in shifted}
+    acc_in = {j: bb.add_input(Value(c_in[j].type, f"d_{c_in[j].name}")) for j in range(nc) if need_c[j]}
+
+    env = {v.uid: nv for v, nv in zip(body.inputs[:nc + ns], c_in + s_in)}
+    for key, v in sh_in.items():
+        env[body.inputs[_lag_index(p, *key)].uid] = v
+    for e in body.eqns:
+        new = bb.emit(e.op, [env[v.uid] for v in e.inputs], dict(e.params), e.loc, [v.name for v in e.outputs])
+        env.update({v.uid: nv for v, nv in zip(e.outputs, new)})
+    recomputed = list(bb.eqns)
+
+    gb = GradCtx(bb, eqn.loc)
+    seeds: dict[int, Value] = {}
+    for i, (_n, k) in enumerate(states):
+        total = gb.add(ct_in[i], carry_in[(i, 1)]) if k else ct_in[i]
+        uid = env[body.outputs[i].uid].uid
+        seeds[uid] = gb.add(seeds[uid], total) if uid in seeds else total
+    active = {v.uid for v in c_in + s_in + list(sh_in.values()) if v.type.is_float}
+    bcts = backprop(bb, recomputed, seeds, active)
+
+    def fresh(v: Value | None, t: TensorType) -> Value:
+        if v is None:
+            return gb.zeros(t)
+        return gb.add(v, gb.zeros(TensorType(v.dtype, ()))) if not _owned_output(bb, v) else v
+
+    body_outs, bw_states = [], []
+    for (i, lag), _v in shifted.items():
+        parts = [x for x in (bcts.get(sh_in[(i, lag)].uid), carry_in.get((i, lag + 1))) if x is not None]
+        val = parts[0] if len(parts) == 1 else (gb.add(*parts) if parts else None)
+        body_outs.append(fresh(val, step_type[i]))
+        bw_states.append((f"d_{states[i][0]}.carry{lag}", 1))
+    for j, acc in acc_in.items():
+        d = bcts.get(c_in[j].uid)
+        body_outs.append(gb.add(acc, d) if d is not None else fresh(acc, acc.type))
+        bw_states.append((f"d_{c_in[j].name}", 1))
+    seq_out = [j for j in range(ns) if need_s[j]]
+    for j in seq_out:
+        body_outs.append(fresh(bcts.get(s_in[j].uid), s_in[j].type))
+        bw_states.append((f"d_{s_in[j].name}", 0))
+    taken = set()
+    for idx, v in enumerate(body_outs):  # every body output its own value
+        if v.uid in taken:
+            body_outs[idx] = gb.add(v, gb.zeros(TensorType(v.dtype, ())))
+        taken.add(body_outs[idx].uid)
+    bw_body = prune(bb.build(body_outs))
+
+    zero_inits = [g.zeros(bb_in.type) for bb_in in list(carry_in.values()) + list(acc_in.values())]
+    bw_inputs = list(consts) + list(seqs) + list(shifted.values()) + ct_seqs + zero_inits
+    params = {"body": bw_body, "n_consts": nc, "n_seqs": ns + len(shifted) + len(ct_seqs),
+              "states": tuple(bw_states), "reverse": not rev, "length": length}
+    results = g.emit_many("scan", bw_inputs, **params)
+
+    last = Dim.const(-1 if rev else 0)  # the step the backward scan ends on
+    def final(v: Value) -> Value:
+        return g.emit("getitem", [v], index=(("int", last),))
+
+    res = iter(results)
+    carry_final = {key: final(next(res)) for key in shifted}
+    const_cts = {j: final(next(res)) for j in acc_in}
+    seq_cts = {j: next(res) for j in seq_out}
+    out: list[Value | None] = [const_cts.get(j) for j in range(nc)] + [seq_cts.get(j) for j in range(ns)]
+    for i, (_n, k) in enumerate(states):
+        if k:
+            total = carry_final[(i, 1)]
+            for lag in range(2, k + 1):
+                total = g.add(total, carry_final[(i, lag)])
+            out.append(total)
+    return out
+
+
+def _lag_index(p, i: int, lag: int) -> int:
+    """Position among the body inputs of state i's value at lag ``lag``."""
+    idx = p["n_consts"] + p["n_seqs"]
+    for j, (_n, k) in enumerate(p["states"]):
+        if j == i:
+            return idx + lag - 1
+        idx += k
+    raise AssertionError("no such state")
+
+
+def _owned_output(bb, v) -> bool:
+    return bb.owns(v) and not any(v is i for i in bb.inputs)
+
+
+REGISTRY["scan"].vjp = _vjp

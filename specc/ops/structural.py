@@ -11,7 +11,7 @@ import numpy as np
 
 from ..dims import Dim, numel, shape_str
 from ..ir import TensorType
-from .core import ONE, Op, ShapeRuleError, need_float, norm_axis, np_dtype, register, same_dtype
+from .core import ONE, REGISTRY, Op, ShapeRuleError, need_float, norm_axis, np_dtype, register, same_dtype
 
 
 # ---- matmul ----------------------------------------------------------------------------
@@ -195,3 +195,102 @@ register(Op("cast", lambda ins, p: [TensorType(p["dtype"], ins[0].shape)],
 register(Op("full", lambda ins, p: [TensorType(p["dtype"], tuple(p["shape"]))],
             lambda ctx, ins, p: [np.full(ctx.shape(p["shape"]), p["value"], dtype=np_dtype(p["dtype"]))],
             n_inputs=0, elementwise=True, doc="a tensor filled with one value (zeros, ones, constants)"))
+
+
+# ---- VJP rules -------------------------------------------------------------------------
+def _swap_last(g, x):
+    r = x.type.rank
+    return g.transpose(x, list(range(r - 2)) + [r - 1, r - 2])
+
+
+def _matmul_vjp(g, eqn, cts, needed):
+    a, b = eqn.inputs
+    (ct,) = cts
+    da = db = None
+    if b.type.rank == 1:  # [..., K] @ [K] -> [...]
+        if needed[0]:
+            col = g.reshape(ct, tuple(ct.shape) + (ONE,))
+            da = g.mul(col, b)
+        if needed[1]:
+            m = numel(a.shape[:-1])
+            db = g.matmul(g.transpose(g.reshape(a, (m, a.shape[-1])), (1, 0)), g.reshape(ct, (m,)))
+    elif b.type.rank == 2:  # [..., K] @ [K, N] -> [..., N]
+        if needed[0]:
+            da = g.matmul(ct, g.transpose(b, (1, 0)))
+        if needed[1]:
+            m = numel(a.shape[:-1])
+            a2 = g.reshape(a, (m, a.shape[-1]))
+            db = g.matmul(g.transpose(a2, (1, 0)), g.reshape(ct, (m, b.shape[1])))
+    else:  # batched: [..., M, K] @ [..., K, N]
+        if needed[0]:
+            da = g.matmul(ct, _swap_last(g, b))
+        if needed[1]:
+            db = g.matmul(_swap_last(g, a), ct)
+    return [da, db]
+
+
+def _keepdims_shape(x_shape, axes):
+    return tuple(ONE if i in axes else d for i, d in enumerate(x_shape))
+
+
+def _reduce_vjp(name):
+    def vjp(g, eqn, cts, needed):
+        (x,), (y,), (ct,) = eqn.inputs, eqn.outputs, cts
+        axes = eqn.params["axes"]
+        kd = _keepdims_shape(x.shape, axes)
+        ct_b = g.broadcast_to(g.reshape(ct, kd), x.shape)
+        if name == "sum":
+            return [ct_b]
+        if name == "mean":
+            count = numel(tuple(x.shape[i] for i in axes))
+            return [g.div(ct_b, g.size(count, x.dtype))]
+        # max: share the cotangent among the maxima of each reduced group
+        mask = g.emit("ge", [x, g.reshape(y, kd)])
+        count = g.emit("sum", [mask], axes=tuple(axes), keepdims=True)
+        return [g.mul(ct_b, g.div(mask, count))]
+
+    return vjp
+
+
+def _concat_vjp(g, eqn, cts, needed):
+    (ct,) = cts
+    axis = eqn.params["axis"]
+    out, start = [], Dim.const(0)
+    for v, need in zip(eqn.inputs, needed):
+        stop = start + v.shape[axis]
+        if need:
+            index = tuple(("slice", None, None, 1) for _ in range(axis)) + (("slice", start, stop, 1),)
+            out.append(g.emit("getitem", [ct], index=index))
+        else:
+            out.append(None)
+        start = stop
+    return out
+
+
+def _getitem_vjp(g, eqn, cts, needed):
+    (x,), (ct,) = eqn.inputs, cts
+    return [g.emit("getitem_grad", [ct], index=eqn.params["index"], in_shape=tuple(x.shape))]
+
+
+def _transpose_vjp(g, eqn, cts, needed):
+    perm = eqn.params["perm"]
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return [g.transpose(cts[0], inverse)]
+
+
+def _cast_vjp(g, eqn, cts, needed):
+    x = eqn.inputs[0]
+    return [g.emit("cast", [cts[0]], dtype=x.dtype)] if x.type.is_float and cts[0].type.is_float else [None]
+
+
+REGISTRY["matmul"].vjp = _matmul_vjp
+for _name in _REDUCERS:
+    REGISTRY[_name].vjp = _reduce_vjp(_name)
+REGISTRY["concat"].vjp = _concat_vjp
+REGISTRY["getitem"].vjp = _getitem_vjp
+REGISTRY["reshape"].vjp = lambda g, eqn, cts, needed: [g.reshape(cts[0], eqn.inputs[0].shape)]
+REGISTRY["transpose"].vjp = _transpose_vjp
+REGISTRY["cast"].vjp = _cast_vjp
+REGISTRY["full"].vjp = lambda g, eqn, cts, needed: []
