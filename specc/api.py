@@ -69,6 +69,7 @@ class Model:
         self.target = target
         self.source = source
         self.dtype = "float64" if program.float_dtype == "f64" else "float32"
+        self._grad_programs: dict[bool, Any] = {}
 
     # -- description -----------------------------------------------------------------------
     @property
@@ -147,6 +148,27 @@ class Model:
         graph = prune(self.program.graph, tuple(self.program.output(n) for n in wanted))
         outs = interpret(graph, args + self.check_params(params), dims, seed=seed, training=training)
         return dict(zip(wanted, outs))
+
+    def grad_program(self, wrt_inputs: bool = False):
+        """The forward-and-backward IR (built once per model)."""
+        from .autodiff import value_and_grad
+
+        key = bool(wrt_inputs)
+        if key not in self._grad_programs:
+            self._grad_programs[key] = value_and_grad(self.program, wrt_inputs=key)
+        return self._grad_programs[key]
+
+    def value_and_grad(self, params: Mapping[str, np.ndarray], *, seed: int = 0, training: bool = True,
+                       wrt_inputs: bool = False, **inputs: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The loss and its gradient with respect to every parameter (and float input, if asked).
+
+        Random ops (dropout, normal) draw from ``seed``; the backward pass replays the same draws.
+        """
+        arrays, dims = self.bind_inputs(inputs)
+        gp = self.grad_program(wrt_inputs)
+        args = [arrays[i.name] for i in self.program.inputs] + self.check_params(params)
+        outs = interpret(gp.graph, args, dims, seed=seed, training=training)
+        return outs[0], dict(zip(gp.wrt, outs[gp.n_forward:]))
 
     def __repr__(self) -> str:
         return f"<specc.Model {self.name}: {len(self.program.params)} params ({self.n_params} numbers), " \

@@ -8,6 +8,7 @@ with the source line underlined; a Python traceback only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import traceback
@@ -22,6 +23,7 @@ from .errors import SpeccError
 EPILOG = {
     "check": "example:\n  specc check specs/lstm.nn",
     "ir": "examples:\n  specc ir specs/lstm.nn\n  specc ir specs/lstm.nn --json > lstm.ir.json",
+    "gradcheck": "examples:\n  specc gradcheck specs/lstm.nn\n  specc gradcheck specs/vae.nn --dim B=5 --inputs",
     "run": "examples:\n  specc run specs/lstm.nn                       # random inputs, T=B=4 unless --dim\n"
            "  specc run specs/lstm.nn --dim T=8 --dim B=16 -o out.npz\n"
            "  specc run specs/mlp.nn --data batch.npz --params params.npz",
@@ -52,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     command("check", "check a spec: names, types, shapes; print its inputs, outputs and parameters")
     ir = command("ir", "print the checked IR of a spec")
     ir.add_argument("--json", action="store_true", help="export the IR as JSON")
+    ir.add_argument("--backward", action="store_true",
+                    help="print the forward-and-backward IR and what each recurrence saves per step")
+    gc = command("gradcheck", "compare every gradient with central finite differences on random inputs")
+    gc.add_argument("--dim", action="append", default=[], metavar="NAME=N",
+                    help="size of a symbolic dim for the random inputs (repeatable; default 3)")
+    gc.add_argument("--seed", type=int, default=0, help="seed for parameters, inputs and random ops")
+    gc.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-6 in float64)")
+    gc.add_argument("--inputs", action="store_true", help="also check gradients with respect to float inputs")
     run = command("run", "run the forward pass (reference interpreter) and summarise the outputs")
     run.add_argument("--data", type=Path, help=".npz file with one array per model input")
     run.add_argument("--params", type=Path, help=".npz file of parameters (default: initialised from --seed)")
@@ -117,6 +127,15 @@ def cmd_check(args) -> int:
 
 def cmd_ir(args) -> int:
     model = _compile(args)
+    if args.backward:
+        from .printer import format_program
+
+        gp = model.grad_program()
+        names = model.program.output_names + tuple(f"d_{n}" for n in gp.wrt)
+        print(format_program(dataclasses.replace(model.program, graph=gp.graph, output_names=names)))
+        for line in saved_per_step(model.program):
+            print(line)
+        return 0
     if args.json:
         from .export import program_to_json
 
@@ -125,6 +144,55 @@ def cmd_ir(args) -> int:
         from .printer import format_program
 
         print(format_program(model.program))
+    return 0
+
+
+def saved_per_step(prog) -> list[str]:
+    """What the backward pass of each recurrence keeps from the forward pass."""
+    lines = []
+    for e in prog.graph.walk():
+        if e.op != "scan":
+            continue
+        body = e.params["body"]
+        kept = ", ".join(f"{n}: {o.type.dtype}{_shape(o.shape[1:])}"
+                         for (n, _k), o in zip(e.params["states"], e.outputs))
+        lines.append(f"# recurrence at {e.loc}: saves per step only its states ({kept}); "
+                     f"the backward step recomputes the other {len(body.eqns)} equations of the step")
+    return lines
+
+
+def cmd_gradcheck(args) -> int:
+    from .api import compile
+    from .errors import SpeccError
+    from .gradcheck import gradcheck
+
+    dtype = args.dtype or "float64"
+    model = compile(args.spec, dtype=dtype, model=args.model)
+    tol = args.tol if args.tol is not None else (1e-6 if dtype == "float64" else 2e-2)
+    dims = {"T": 3, "B": 3, **_parse_dims(args.dim)}
+    inputs = random_inputs(model, dims, args.seed)
+    arrays, bound = model.bind_inputs(inputs)
+    rng = np.random.default_rng(args.seed + 7)
+    params = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype)
+              for k, v in model.init_params(args.seed).items()}  # away from zero biases
+    eps = 1e-6 if dtype == "float64" else 1e-2
+    checks = gradcheck(model.program, params, arrays, bound, eps=eps, seed=args.seed, wrt_inputs=args.inputs)
+    width = max(len(c.name) for c in checks)
+    worst: dict[str, object] = {}
+    for c in checks:
+        if c.name not in worst or c.error > worst[c.name].error:
+            worst[c.name] = c
+    bad = [c for c in worst.values() if not c.ok(tol)]
+    for c in worst.values():
+        mark = "ok " if c.ok(tol) else "BAD"
+        print(f"  {mark} {c.name:<{width}}  analytic {c.analytic: .6e}  numeric {c.numeric: .6e}  rel.err {c.error:.1e}")
+    sizes = ", ".join(f"{k}={v}" for k, v in sorted(bound.items()))
+    print(f"{len(worst) - len(bad)}/{len(worst)} gradients agree with central differences "
+          f"({dtype}, tol {tol:g}, {sizes})")
+    if bad:
+        c = bad[0]
+        raise SpeccError(f"the gradient of '{c.name}' disagrees with finite differences "
+                         f"(analytic {c.analytic:.6e}, numeric {c.numeric:.6e})", c.loc)
     return 0
 
 
@@ -215,7 +283,7 @@ def _shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run}
+COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run, "gradcheck": cmd_gradcheck}
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -107,3 +107,30 @@ def test_python_dash_m_works(spec):
     r = subprocess.run([sys.executable, "-m", "specc", "check", spec(GOOD)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "ok: model classify" in r.stdout
+
+
+def test_gradcheck_passes_on_a_good_spec(spec, capsys):
+    assert main(["gradcheck", spec(GOOD), "--dim", "T=3", "--dim", "B=2"]) == 0
+    out = capsys.readouterr().out
+    assert "10/10 gradients agree" in out
+
+
+def test_gradcheck_names_the_parameter_of_a_wrong_rule(spec, capsys, monkeypatch):
+    from specc.ops import REGISTRY
+
+    monkeypatch.setattr(REGISTRY["tanh"], "vjp", lambda g, e, cts, need: [cts[0]])  # a wrong rule
+    path = spec(GOOD)
+    assert main(["gradcheck", path]) == 1
+    captured = capsys.readouterr()
+    assert "BAD" in captured.out
+    assert "error: the gradient of 'h." in captured.err
+    assert "std.nn" in captured.err  # points at the parameter's declaration
+
+
+def test_ir_backward_shows_the_reverse_scan_and_what_is_saved(spec, capsys):
+    assert main(["ir", spec(GOOD), "--backward"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("= scan[") == 2
+    assert "reverse=True" in out
+    assert "d_h.W_f" in out
+    assert "saves per step only its states (c: f32[B, 16], h: f32[B, 16])" in out
