@@ -8,6 +8,7 @@ pass (through the reference interpreter until a compiled backend is chosen).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -92,6 +93,20 @@ class Model:
     def n_params(self) -> int:
         return int(sum(np.prod(s) for s in self.param_shapes.values()))
 
+    @functools.cached_property
+    def label_classes(self) -> dict[str, int]:
+        """Integer inputs used as class ids (cross_entropy labels, embedding ids) and their count."""
+        out = {}
+        by_uid = {i.value.uid: i.name for i in self.program.inputs}
+        for e in self.program.graph.walk():
+            pairs = {"cross_entropy": (1, lambda e: e.inputs[0].shape[-1]),
+                     "take": (1, lambda e: e.inputs[0].shape[0])}.get(e.op)
+            if pairs and e.inputs[pairs[0]].uid in by_uid:
+                n = pairs[1](e)
+                if n.is_const:
+                    out[by_uid[e.inputs[pairs[0]].uid]] = n.value
+        return out
+
     def train_config(self, **overrides: Any) -> TrainConfig:
         return train_config(self.program.train, overrides)
 
@@ -120,6 +135,12 @@ class Model:
                 continue
             arrays[info.name] = _coerce(info.name, inputs[info.name], info.value)
             _bind_shape(info.name, arrays[info.name], info.value, dims, origin)
+            n = self.label_classes.get(info.name)
+            a = arrays[info.name]
+            if n is not None and a.size and (a.min() < 0 or a.max() >= n):
+                bad = a.min() if a.min() < 0 else a.max()
+                raise InputError(f"input '{info.name}' holds class id {bad}, outside [0, {n})",
+                                 hint=f"'{info.name}' indexes {n} classes")
         return arrays, dims
 
     def check_params(self, params: Mapping[str, np.ndarray]) -> list[np.ndarray]:

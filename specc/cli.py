@@ -22,7 +22,8 @@ from .errors import SpeccError
 
 EPILOG = {
     "check": "example:\n  specc check specs/lstm.nn",
-    "ir": "examples:\n  specc ir specs/lstm.nn\n  specc ir specs/lstm.nn --json > lstm.ir.json",
+    "ir": "examples:\n  specc ir specs/lstm.nn\n  specc ir specs/lstm.nn --json > lstm.ir.json\n"
+          "  specc ir specs/lstm.nn --optimized\n  specc ir specs/lstm.nn --dump-after hoist_scan_invariants",
     "gradcheck": "examples:\n  specc gradcheck specs/lstm.nn\n  specc gradcheck specs/vae.nn --dim B=5 --inputs",
     "run": "examples:\n  specc run specs/lstm.nn                       # random inputs, T=B=4 unless --dim\n"
            "  specc run specs/lstm.nn --dim T=8 --dim B=16 -o out.npz\n"
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     ir.add_argument("--json", action="store_true", help="export the IR as JSON")
     ir.add_argument("--backward", action="store_true",
                     help="print the forward-and-backward IR and what each recurrence saves per step")
+    ir.add_argument("--optimized", action="store_true", help="print the IR after the optimisation passes")
+    ir.add_argument("--dump-after", metavar="PASS",
+                    help="print the IR after the optimisation pass PASS (several: a,b; every pass: all)")
+    ir.add_argument("--list-passes", action=ListPasses, help="list the optimisation passes in order and exit")
     gc = command("gradcheck", "compare every gradient with central finite differences on random inputs")
     gc.add_argument("--dim", action="append", default=[], metavar="NAME=N",
                     help="size of a symbolic dim for the random inputs (repeatable; default 3)")
@@ -132,19 +137,56 @@ def cmd_ir(args) -> int:
 
         gp = model.grad_program()
         names = model.program.output_names + tuple(f"d_{n}" for n in gp.wrt)
-        print(format_program(dataclasses.replace(model.program, graph=gp.graph, output_names=names)))
+        prog = optimized(args, dataclasses.replace(model.program, graph=gp.graph, output_names=names))
+        if prog is None:
+            return 0
+        print(format_program(prog))
         for line in saved_per_step(model.program):
             print(line)
+        return 0
+    prog = optimized(args, model.program)
+    if prog is None:
         return 0
     if args.json:
         from .export import program_to_json
 
-        print(program_to_json(model.program))
+        print(program_to_json(prog))
     else:
         from .printer import format_program
 
-        print(format_program(model.program))
+        print(format_program(prog))
     return 0
+
+
+def optimized(args, prog):
+    """The program after the optimisation passes if asked (None once --dump-after has printed)."""
+    if not (args.optimized or args.dump_after):
+        return prog
+    from .passes import optimize_program
+    from .printer import format_program
+
+    def dump(name, p):
+        print(f"# after {name}\n{format_program(p)}")
+
+    if args.dump_after:
+        optimize_program(prog, dump_after=args.dump_after, dump=dump)
+        return None
+    return optimize_program(prog)
+
+
+class ListPasses(argparse.Action):
+    """``--list-passes``: print the pipeline and exit (no spec needed)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .passes import PIPELINE
+
+        width = max(len(p.name) for p in PIPELINE)
+        for p in PIPELINE:
+            print(f"{p.name:<{width}}  {p.description}")
+        parser.exit()
 
 
 def saved_per_step(prog) -> list[str]:
@@ -239,7 +281,7 @@ def random_inputs(model, dims: dict[str, int], seed: int) -> dict[str, np.ndarra
     rng = np.random.default_rng(seed)
     env = {**model.program.dims, **dims}
     out = {}
-    classes = _label_classes(model)
+    classes = model.label_classes
     for info in model.program.inputs:
         v = info.value
         for d in v.shape:
@@ -250,22 +292,6 @@ def random_inputs(model, dims: dict[str, int], seed: int) -> dict[str, np.ndarra
             out[info.name] = rng.standard_normal(shape).astype(np.float64)
         else:
             out[info.name] = rng.integers(0, classes.get(info.name, 2), shape)
-    return out
-
-
-def _label_classes(model) -> dict[str, int]:
-    """For integer inputs used as cross_entropy labels: the number of classes (the logits' last dim)."""
-    out = {}
-    uid_to_name = {i.value.uid: i.name for i in model.program.inputs}
-    for e in model.program.graph.walk():
-        if e.op == "cross_entropy" and e.inputs[1].uid in uid_to_name:
-            last = e.inputs[0].shape[-1]
-            if last.is_const:
-                out[uid_to_name[e.inputs[1].uid]] = last.value
-        if e.op == "take" and e.inputs[1].uid in uid_to_name:
-            rows = e.inputs[0].shape[0]
-            if rows.is_const:
-                out[uid_to_name[e.inputs[1].uid]] = rows.value
     return out
 
 

@@ -134,3 +134,15 @@ def test_ir_backward_shows_the_reverse_scan_and_what_is_saved(spec, capsys):
     assert "reverse=True" in out
     assert "d_h.W_f" in out
     assert "saves per step only its states (c: f32[B, 16], h: f32[B, 16])" in out
+
+
+def test_labels_out_of_range_are_an_input_error(spec):
+    import specc
+    from specc.errors import InputError
+
+    m = specc.compile(spec(GOOD))
+    x = np.zeros((3, 2, 8), np.float32)
+    with pytest.raises(InputError, match=r"input 'y' holds class id 10, outside \[0, 10\)"):
+        m.forward(m.init_params(0), x=x, y=np.array([1, 10]))
+    with pytest.raises(InputError, match="class id -1"):
+        m.value_and_grad(m.init_params(0), x=x, y=np.array([-1, 0]))
