@@ -36,6 +36,7 @@ from specc.passes import (
     fuse_elementwise,
     hoist_scan_invariants,
     merge_matmuls,
+    narrow_matmuls,
     optimize,
     optimize_program,
     split_concat_matmul,
@@ -405,6 +406,52 @@ def test_merge_matmuls_sharing_the_left_operand() -> None:
     assert_same(g, new)
 
 
+def test_merge_sums_of_state_products_in_loops() -> None:
+    """dz = d_f @ W_f^T + d_i @ W_i^T + b[t], as a backward step has it -> one matmul per step."""
+    b = GraphBuilder()
+    x, bias = b.add_input(Value(f64(T, B, N), "x")), b.add_input(Value(f64(T, B, H), "bias"))
+    w1, w2 = (b.add_input(Value(f64(k, H), f"W{j}")) for j, k in enumerate((H, N)))
+    h0 = const(b, 0.0, (B, H))
+
+    def step(bb, c, s, lag):
+        a1 = bb.emit1("tanh", [lag["h"][0]])
+        a2 = bb.emit1("mul", [s[0], bb.emit1("getitem", [lag["h"][0]], {"index": (("slice", None, None, 1),
+                                                                                  ("slice", None, N, 1))})])
+        p1, p2 = bb.emit1("matmul", [a1, c[0]]), bb.emit1("matmul", [a2, c[1]])
+        p3 = bb.emit1("matmul", [s[0], c[1]])  # free of the states: hoisted, not merged
+        total = bb.emit1("add", [bb.emit1("add", [p1, s[1]]), bb.emit1("add", [p2, p3])])
+        return [bb.emit1("tanh", [total])]
+
+    (h,) = scan(b, [w1, w2], [x, bias], [("h", 1, h0, f64(B, H))], step)
+    g = b.build([h])
+    new = merge_matmuls(g)
+    assert ops(body(g), "matmul") == 3 and ops(body(new), "matmul") == 2  # a1 @ W0 + a2 @ W1 merged
+    assert ops(body(new), "concat") == 2
+    assert_same(g, new)
+    opt = optimize(g, verify_each=True)
+    assert ops(body(opt), "matmul") == 1
+    assert_same(g, opt)
+    top = GraphBuilder()
+    a1, a2 = top.add_input(Value(f64(B, H), "a1")), top.add_input(Value(f64(B, N), "a2"))
+    w1, w2 = top.add_input(Value(w1.type, "W0")), top.add_input(Value(w2.type, "W1"))
+    plain = top.build([top.emit1("add", [top.emit1("matmul", [a1, w1]), top.emit1("matmul", [a2, w2])])])
+    assert merge_matmuls(plain) is plain  # outside loops sums are left alone
+
+
+def test_narrow_matmuls_computes_only_the_columns_read() -> None:
+    b = GraphBuilder()
+    a, w = b.add_input(Value(f64(B, D), "a")), b.add_input(Value(f64(D, H + N), "W"))
+    p = b.emit1("matmul", [a, w])
+    cols = b.emit1("getitem", [p], {"index": (("slice", None, None, 1), ("slice", None, H, 1))})
+    g = b.build([cols])
+    new = narrow_matmuls(g)
+    (mm,) = [e for e in new.eqns if e.op == "matmul"]
+    assert mm.outputs[0] is cols and mm.inputs[1].type == f64(D, H)
+    assert_same(g, new)
+    both = b.build([cols, p])  # the whole product is read too: nothing to narrow
+    assert narrow_matmuls(both) is both
+
+
 def test_merge_then_hoist_gives_one_state_matmul_per_step() -> None:
     g = lstm_like_cell()
     new = optimize(g, verify_each=True)
@@ -717,6 +764,8 @@ def test_lstm_backward_accumulates_weight_gradients_after_the_loop() -> None:
     assert backward["reverse"]
     lagged = [n for n, lag in backward["states"] if lag]
     assert len(lagged) == 2, f"only the two carried cotangents stay in the loop, not {lagged}"
+    step = backward["body"]
+    assert ops(step, "matmul") == 1 and ops(step, "fused") == 1  # dh = concat(d_f, ..., d_c) @ W_h^T
     big = [e for e in opt.eqns[opt.eqns.index(scans[1]):] if e.op == "matmul"]
     assert any(e.inputs[0].shape[-1] == B * T or e.inputs[0].shape[-1] == T * B for e in big)
 

@@ -29,7 +29,7 @@ from .fold import fold_constants
 from .fuse import fuse_elementwise
 from .hoist import hoist_scan_invariants
 from .merge import merge_matmuls
-from .split import split_concat_matmul
+from .split import narrow_matmuls, split_concat_matmul
 
 GraphPass = Callable[[Graph], Graph]
 
@@ -67,9 +67,11 @@ PIPELINE: tuple[Pass, ...] = (
          "in loops: acc += a_t^T @ g_t -> per-step a_t, g_t and one product after the loop"),
     Pass("hoist_scan_invariants", hoist_scan_invariants,
          "compute what does not depend on the states before the loop, on whole sequences"),
-    Pass("merge_matmuls", merge_matmuls, "a @ W1, a @ W2 -> a @ concat(W1, W2), then column slices"),
-    Pass("loop_invariants", fixed_point(hoist_scan_invariants, merge_matmuls, fold_constants, cse, dce),
-         "repeat hoisting, merging, folding, cse and dce until nothing changes"),
+    Pass("merge_matmuls", merge_matmuls,
+         "a @ W1, a @ W2 -> a @ concat(W1, W2), then column slices; in loops a1 @ W1 + a2 @ W2 -> one matmul"),
+    Pass("narrow_matmuls", narrow_matmuls, "(a @ W)[:, j:k] -> a @ W[:, j:k] when only that slice is read"),
+    Pass("loop_invariants", fixed_point(hoist_scan_invariants, merge_matmuls, narrow_matmuls, fold_constants, cse, dce),
+         "repeat hoisting, merging, narrowing, folding, cse and dce until nothing changes"),
     Pass("fuse_elementwise", fuse_elementwise, "each group of connected elementwise ops -> one fused op"),
 )
 
@@ -146,6 +148,7 @@ __all__ = [
     "fuse_elementwise",
     "hoist_scan_invariants",
     "merge_matmuls",
+    "narrow_matmuls",
     "optimize",
     "optimize_program",
     "split_concat_matmul",

@@ -9,19 +9,48 @@ recurrence the concatenation of consts is loop-invariant, and
 
 The merged product is placed where the first of the group was (or as soon
 after as its right operands are known); a matmul whose right operand depends
-on another of the group joins a later group.  The slices
-keep the original outputs (names, uses) and spans.  Scan bodies too.
+on another of the group joins a later group.  The slices keep the original
+outputs (names, uses) and spans.  Scan bodies too.
+
+Inside a recurrence body, a sum of products of the states (each read once),
+``a1 @ W1 + a2 @ W2 + ...`` as a backward step computes ``dz``, becomes
+``concat(a1, a2, ...) @ concat(W1, W2, ..., axis=0)``: one matmul per step.
+(Only there: outside a loop the two concatenations would cost more than the
+calls they save; and products free of the states are hoisted, not merged.)
+The sum is then formed in another order, which changes rounding only.
 """
 
 from __future__ import annotations
 
 from ..dims import Dim
-from ..ir import Eqn, Graph
-from .rewrite import Emitter, dependencies, map_bodies, merged_loc, new_graph, toposort
+from ..ir import Eqn, Graph, Value
+from .rewrite import (
+    VARYING,
+    Emitter,
+    dependencies,
+    loop_classes,
+    merged_loc,
+    new_graph,
+    producers,
+    toposort,
+    unpack_scan,
+    users,
+    with_params,
+)
 
 
 def merge_matmuls(graph: Graph) -> Graph:
-    graph = map_bodies(graph, merge_matmuls)
+    eqns = []
+    for e in graph.eqns:
+        if e.op == "scan":
+            body = merge_matmuls(e.params["body"])
+            body = _merge_sums(body, loop_classes(unpack_scan(with_params(e, body=body))))
+            e = e if body is e.params["body"] else with_params(e, body=body)
+        eqns.append(e)
+    return _merge_shared_left(new_graph(graph, graph.inputs, eqns, graph.outputs))
+
+
+def _merge_shared_left(graph: Graph) -> Graph:
     eqns = graph.eqns
     dep = dependencies(eqns)
     groups: dict[int, list[int]] = {}  # left operand uid -> indices of its matmuls
@@ -63,3 +92,49 @@ def _merge(group: list[Eqn]) -> list[Eqn]:
         offset = offset + width
     return em.eqns
 
+
+
+def _merge_sums(body: Graph, cls: dict[int, str]) -> Graph:
+    """In a loop body: a sum of products of the states, a1 @ W1 + a2 @ W2 + ..., becomes one matmul."""
+    readers = users(body.eqns)
+    made = producers(body.eqns)
+    outputs = {v.uid for v in body.outputs}
+
+    def single_use(v: Value) -> bool:
+        return len(readers.get(v.uid, ())) == 1 and v.uid not in outputs
+
+    replaced: dict[Eqn, list[Eqn]] = {}
+    gone: set[Eqn] = set()
+    for root in body.eqns:
+        out = root.outputs[0]
+        if root.op != "add" or (single_use(out) and readers[out.uid][0].op == "add"):
+            continue  # not the top of a tree of adds
+        adds, leaves = [root], []
+        stack = list(root.inputs)
+        while stack:
+            v = stack.pop(0)
+            e = made.get(v.uid)
+            if e is not None and e.op == "add" and single_use(v):
+                adds.append(e)
+                stack[:0] = e.inputs
+            else:
+                leaves.append(v)
+        products = [made[v.uid] for v in leaves if v.uid in made and v.type == out.type and single_use(v)
+                    and cls.get(v.uid) == VARYING and made[v.uid].op == "matmul"
+                    and made[v.uid].inputs[1].type.rank == 2]
+        if len(products) < 2:
+            continue
+        rest = [v for v in leaves if made.get(v.uid) not in products]
+        em = Emitter(merged_loc(products))
+        rank = out.type.rank
+        lhs = em.emit1("concat", [e.inputs[0] for e in products], {"axis": rank - 1})
+        rhs = em.emit1("concat", [e.inputs[1] for e in products], {"axis": 0})
+        total = em.emit1("matmul", [lhs, rhs], output=None if rest else out)
+        for k, v in enumerate(rest):
+            total = em.emit1("add", [total, v], loc=root.loc, output=out if k == len(rest) - 1 else None)
+        replaced[root] = em.eqns
+        gone.update(adds[1:] + products)
+    if not replaced:
+        return body
+    eqns = [x for e in body.eqns if e not in gone for x in replaced.get(e, [e])]
+    return Graph(body.inputs, tuple(eqns), body.outputs)

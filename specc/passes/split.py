@@ -8,13 +8,16 @@ parts of the same kind stay concatenated.
 
 Outside recurrence bodies nothing is split: there it would only add an ``add``.
 The new equations carry the matmul's span; the sum keeps its output name.
+
+Its column-wise cousin :func:`narrow_matmuls` computes only the columns of a
+product that are read: ``(a @ W)[:, j:k]`` -> ``a @ W[:, j:k]``.
 """
 
 from __future__ import annotations
 
 from ..dims import Dim
 from ..ir import Eqn, Graph, Value
-from .rewrite import VARYING, Emitter, loop_classes, map_bodies, producers, unpack_scan, with_params
+from .rewrite import VARYING, Emitter, loop_classes, map_bodies, producers, unpack_scan, users, with_params
 
 
 def split_concat_matmul(graph: Graph) -> Graph:
@@ -84,3 +87,36 @@ def _runs(parts: tuple[Value, ...], cls: dict[int, str]) -> list[list[Value]]:
             runs.append([v])
         prev = varying
     return runs
+
+
+def narrow_matmuls(graph: Graph) -> Graph:
+    """``(a @ W)[..., j:k]`` -> ``a @ W[:, j:k]`` when nothing else reads ``a @ W``: only the columns read are computed.
+
+    Everywhere, scan bodies included; in a loop the slice of a const ``W`` is then hoisted.
+    """
+    graph = map_bodies(graph, narrow_matmuls)
+    readers = users(graph.eqns)
+    made = producers(graph.eqns)
+    outputs = {v.uid for v in graph.outputs}
+    replaced: dict[Eqn, list[Eqn]] = {}
+    gone: set[Eqn] = set()
+    for e in graph.eqns:
+        prod = made.get(e.inputs[0].uid) if e.op == "getitem" else None
+        if prod is None or prod.op != "matmul" or prod.inputs[1].type.rank != 2:
+            continue
+        p = prod.outputs[0]
+        index = tuple(e.params["index"])
+        full = ("slice", None, None, 1)
+        if (len(readers.get(p.uid, ())) != 1 or p.uid in outputs or len(index) != p.type.rank
+                or any(tuple(x) != full for x in index[:-1]) or index[-1][0] != "slice"):
+            continue
+        a, w = prod.inputs
+        em = Emitter(e.loc)
+        cols = em.emit1("getitem", [w], {"index": (full, index[-1])}, name=w.name)
+        em.emit1("matmul", [a, cols], loc=prod.loc, output=e.outputs[0])
+        replaced[e] = em.eqns
+        gone.add(prod)
+    if not replaced:
+        return graph
+    eqns = [x for e in graph.eqns if e not in gone for x in replaced.get(e, [e])]
+    return Graph(graph.inputs, tuple(eqns), graph.outputs)
