@@ -121,9 +121,11 @@ def scan_body(eqn: Eqn) -> Graph | None:
 def body_input_roles(eqn: Eqn, namer: Namer) -> list[tuple[str, str | None]]:
     """(role, name base) for each body input of a scan: consts, seqs (``x[t]``), states (``h[t-1]``)."""
     p = eqn.params
-    n_consts, n_seqs = p.get("n_consts", 0), p.get("n_seqs", 0)
     body = scan_body(eqn)
     assert body is not None
+    if eqn.op != "scan":  # fused: body input i stands for the equation's input i
+        return [("inputs", v.name) for v in body.inputs]
+    n_consts, n_seqs = p.get("n_consts", 0), p.get("n_seqs", 0)
     roles: list[tuple[str, str | None]] = [("consts", v.name) for v in body.inputs[:n_consts]]
     seqs = eqn.inputs[n_consts : n_consts + n_seqs]
     roles += [("seqs", f"{namer[s]}[t]") for s in seqs]
@@ -142,7 +144,7 @@ def state_labels(eqn: Eqn) -> list[str]:
 def format_param(value: Any) -> str:
     """A static parameter as text: dims as ``T + 1``, tuples as ``(a, b)``, strings bare."""
     if isinstance(value, (tuple, list)):
-        return "(" + ", ".join(format_param(x) for x in value) + ")"
+        return "(" + ", ".join(format_param(x) for x in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, Graph):
@@ -209,12 +211,14 @@ def _eqn_lines(eqn: Eqn, names: Namer, indent: str) -> list[Line]:
 
 
 def _body_lines(eqn: Eqn, body: Graph, names: Namer, indent: str) -> list[Line]:
-    sections: dict[str, list[str]] = {"consts": [], "seqs": [], "states": []}
+    sections: dict[str, list[str]] = {"inputs": [], "consts": [], "seqs": [], "states": []}
     for v, (role, _base) in zip(body.inputs, body_input_roles(eqn, names)):
         sections[role].append(_typed(v, names))
     header = "; ".join(f"{role}: {', '.join(vs)}" for role, vs in sections.items() if vs)
     lines: list[Line] = [(f"{indent}{{ lambda {header} .", None)]
     lines += _graph_lines(body.eqns, names, indent + INDENT)
+    if eqn.op != "scan":
+        lines.append((f"{indent}{INDENT}return {', '.join(names[v] for v in body.outputs)}", None))
     for label, v in zip(state_labels(eqn), body.outputs):
         lines.append((f"{indent}{INDENT}{label} = {names[v]}", None))
     lines.append((f"{indent}}}", None))
