@@ -27,7 +27,14 @@ EPILOG = {
     "gradcheck": "examples:\n  specc gradcheck specs/lstm.nn\n  specc gradcheck specs/vae.nn --dim B=5 --inputs",
     "run": "examples:\n  specc run specs/lstm.nn                       # random inputs, T=B=4 unless --dim\n"
            "  specc run specs/lstm.nn --dim T=8 --dim B=16 -o out.npz\n"
-           "  specc run specs/mlp.nn --data batch.npz --params params.npz",
+           "  specc run specs/mlp.nn --data batch.npz --params params.npz\n"
+           "  specc run specs/mlp.nn --data digits.csv --params mlp.ckpt.npz -o probs.npz",
+    "train": "examples:\n  specc train specs/lstm.nn --dataset digits\n"
+             "  specc train specs/mlp.nn --data train.npz --epochs 5 --optimizer sgd --lr 0.1 -o mlp.ckpt.npz\n"
+             "  specc train specs/lstm.nn --dataset digits --resume lstm.ckpt.npz --epochs 20\n"
+             "  specc train specs/rnn.nn --dataset digits --grad-flow --plots plots/",
+    "eval": "examples:\n  specc eval specs/lstm.nn --params lstm.ckpt.npz --dataset digits\n"
+            "  specc eval specs/mlp.nn --params mlp.ckpt.npz --data test.npz --json",
 }
 
 
@@ -68,14 +75,52 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-6 in float64)")
     gc.add_argument("--inputs", action="store_true", help="also check gradients with respect to float inputs")
     run = command("run", "run the forward pass (reference interpreter) and summarise the outputs")
-    run.add_argument("--data", type=Path, help=".npz file with one array per model input")
-    run.add_argument("--params", type=Path, help=".npz file of parameters (default: initialised from --seed)")
+    run.add_argument("--data", type=Path, help="inputs: .npz (one array per input), .npy or .csv")
+    run.add_argument("--params", type=Path,
+                     help="a checkpoint or an .npz file of parameters (default: initialised from --seed)")
     run.add_argument("--dim", action="append", default=[], metavar="NAME=N",
                      help="size of a symbolic dim for random inputs (repeatable)")
     run.add_argument("--seed", type=int, default=0, help="seed for parameters and random inputs")
     run.add_argument("-o", "--output", type=Path, help="save the outputs to this .npz file")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    add_train_commands(command)
     return p
+
+
+def add_train_commands(command) -> None:
+    """``specc train`` and ``specc eval``: options override the spec's train block, which overrides defaults."""
+    from .data import DATASETS
+
+    def data_options(c):
+        src = c.add_mutually_exclusive_group(required=True)
+        src.add_argument("--data", type=Path, help="a data file: .npz (one array per input), .npy or .csv")
+        src.add_argument("--dataset", choices=DATASETS, help="a built-in dataset (its held-out test split for eval)")
+        c.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+    t = command("train", "train a model; progress per epoch, checkpoints, a final table")
+    data_options(t)
+    t.add_argument("--epochs", type=int, help="number of epochs")
+    t.add_argument("--batch", type=int, help="examples per batch")
+    t.add_argument("--optimizer", choices=["adam", "sgd", "momentum", "adamw"])
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--schedule", choices=["constant", "step", "cosine"], help="learning-rate schedule")
+    t.add_argument("--weight-decay", type=float, help="weight decay (decoupled for adamw)")
+    t.add_argument("--clip", type=float, help="clip gradients to this global norm")
+    t.add_argument("--seed", type=int, help="seed of the parameters, the shuffling and random ops")
+    t.add_argument("--val-split", type=float, help="fraction of the training data held out for validation")
+    t.add_argument("--target", choices=["cpu", "interp"], default="cpu", help="where to run (default cpu)")
+    t.add_argument("-o", "--output", type=Path, metavar="CKPT",
+                   help="checkpoint file, written every epoch (default: SPEC.ckpt.npz here)")
+    t.add_argument("--resume", type=Path, metavar="CKPT", help="continue the run saved in this checkpoint")
+    t.add_argument("--grad-flow", action="store_true",
+                   help="report ||dL/dS_t|| per time step for each recurrent state, before and after training")
+    t.add_argument("--plots", type=Path, metavar="DIR", help="write loss/metric curves (and more) as PNG here")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    e = command("eval", "loss and metric of trained parameters on held-out data")
+    data_options(e)
+    e.add_argument("--params", type=Path, required=True, metavar="CKPT", help="a checkpoint or .npz of parameters")
+    e.add_argument("--batch", type=int, default=256, help="examples per forward pass (default 256)")
+    e.add_argument("--seed", type=int, default=0, help="seed of random ops (a VAE's noise)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,12 +290,15 @@ def cmd_run(args) -> int:
 
     model = _compile(args)
     if args.params:
-        params = dict(np.load(args.params))
+        from .checkpoint import load_params
+
+        params = load_params(args.params, model)
     else:
         params = model.init_params(args.seed)
     if args.data:
-        with np.load(args.data) as f:
-            inputs = {k: f[k] for k in f.files if k in model.inputs}
+        from .data import load
+
+        inputs = dict(load(args.data, model, required=False).arrays)
     else:
         inputs = random_inputs(model, _parse_dims(args.dim), args.seed)
         sizes = ", ".join(f"{k}={v}" for k, v in sorted(model.bind_inputs(inputs)[1].items()))
@@ -309,7 +357,53 @@ def _shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run, "gradcheck": cmd_gradcheck}
+def cmd_train(args) -> int:
+    from .api import compile
+    from .train import Trainer
+
+    model = compile(args.spec, target=args.target, dtype=args.dtype, model=args.model)
+    out = args.output or Path(f"{Path(args.spec).stem}.ckpt.npz")
+    overrides = {"epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer, "lr": args.lr,
+                 "schedule": args.schedule, "weight_decay": args.weight_decay, "clip": args.clip,
+                 "seed": args.seed, "val_split": args.val_split}
+    trainer = Trainer(model, args.dataset or args.data, checkpoint=out, resume=args.resume,
+                      progress=not args.quiet, plots=args.plots, grad_flow=args.grad_flow, **overrides)
+    try:
+        history = trainer.fit()
+    except KeyboardInterrupt:
+        print(f"interrupted; the last finished epoch is in {out} (continue with --resume {out})", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps({k: v for k, v in history.to_dict().items() if k != "config"}))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import time
+
+    from .checkpoint import load_params
+    from .data import load_any
+    from .metrics import choose_metric, evaluate
+    from .train import blas_threads
+
+    model = _compile(args)
+    params = load_params(args.params, model)
+    splits = load_any(model, data=args.data, dataset_name=args.dataset)
+    data = splits.test or splits.train
+    metric = choose_metric(model)
+    t0 = time.perf_counter()
+    with blas_threads():  # as in training, so the numbers match the training run's to the bit
+        result = evaluate(model, params, data, metric, batch=args.batch, seed=args.seed)
+    elapsed = time.perf_counter() - t0
+    shown = f"{metric.name} {metric.format(result[metric.name])}, " if metric else ""
+    print(f"{data.name}: {len(data)} examples: {shown}loss {result['loss']:.4f} ({elapsed:.2f} s)")
+    if args.json:
+        print(json.dumps({**result, "examples": len(data), "data": data.name, "time_s": elapsed}))
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run, "gradcheck": cmd_gradcheck,
+            "train": cmd_train, "eval": cmd_eval}
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
