@@ -1,0 +1,738 @@
+"""The CPU lowering rules: one function per op, emitting the op's code through an :class:`Emitter`.
+
+In: an equation whose inputs are bound (arrays, inlined literals, or scalar
+locals of the current loop nest).
+Out: lines of Numba-compatible Python that bind its outputs.
+
+Each op's exact meaning is its NumPy reference (``ref`` in :mod:`specc.ops`);
+the rules below reproduce it.  Elementwise ops are given once, as a scalar
+expression (:data:`SCALAR`), used both for a lone op's loop nest and inside a
+``fused`` group's loop nest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import ExitStack
+from typing import Callable, Sequence
+
+from ..dims import Dim
+from ..ir import Eqn, Value
+from ..ops import REGISTRY
+from ..ops.core import broadcast
+from ..ops.scan import split_inputs
+from . import lowering
+from .cpu import NJIT, TARGET, Emitter
+
+
+def cpu(*ops: str):
+    return lowering(TARGET, *ops)
+
+
+# ---- helpers the generated code may call (added to a module on first use) -----------------
+def _sigmoid(name: str, dt: str) -> str:
+    one = Emitter.lit(1.0, dt)
+    return f'''{NJIT}
+def {name}(x):
+    """1 / (1 + e^-x), computed from e^-|x| only (no overflow)."""
+    e = np.exp(-abs(x))
+    if x >= 0:
+        return {one} / ({one} + e)
+    return e / ({one} + e)
+'''
+
+
+def _softplus(name: str, dt: str) -> str:
+    return f'''{NJIT}
+def {name}(x):
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
+    return max(x, {Emitter.lit(0.0, dt)}) + np.log1p(np.exp(-abs(x)))
+'''
+
+
+def _gelu(name: str, dt: str) -> str:
+    lit = lambda v: Emitter.lit(v, dt)  # noqa: E731
+    return f'''{NJIT}
+def {name}(x):
+    """x * Phi(x), the tanh approximation."""
+    return {lit(0.5)} * x * ({lit(1.0)} + np.tanh({lit(0.7978845608028654)} * (x + {lit(0.044715)} * x * x * x)))
+'''
+
+
+def _tanh(name: str, dt: str) -> str:
+    """float32 only: libm's tanhf, which Numba calls, is four times slower here than exp (NumPy's is SIMD)."""
+    return f'''{NJIT}
+def {name}(x):
+    """tanh through e^(-2|x|), with its Taylor series near 0 where 1 - e^(-2|x|) would cancel (a few ulps)."""
+    a = abs(x)
+    if a < np.float32(0.25):
+        a2 = a * a
+        t = a * (np.float32(1.0) + a2 * (np.float32(-1.0 / 3) + a2 * (np.float32(2.0 / 15) + a2 * (
+            np.float32(-17.0 / 315) + a2 * np.float32(62.0 / 2835)))))
+    else:
+        e = np.exp(np.float32(-2.0) * a)
+        t = (np.float32(1.0) - e) / (np.float32(1.0) + e)
+    return t if x >= 0 else -t
+'''
+
+
+def _wrap_index(name: str, dt: str | None) -> str:
+    return f'''{NJIT}
+def {name}(i, n):
+    """NumPy's rule for an integer index: a negative one counts from the end."""
+    if i < 0:
+        i += n
+    if i < 0 or i >= n:
+        raise IndexError("index out of range")
+    return i
+'''
+
+
+def _slice_start(name: str, dt: str | None) -> str:
+    return f'''{NJIT}
+def {name}(start, n, count, step):
+    """NumPy's rule for a slice start (step > 0), checked against the length the shape rule gave."""
+    if start < 0:
+        start += n
+    start = min(max(start, 0), n)
+    if count > 0 and start + (count - 1) * step >= n:
+        raise IndexError("slice out of range")
+    return start
+'''
+
+
+HELPERS: dict[str, Callable[[str, str | None], str]] = {
+    "sigmoid": _sigmoid,
+    "softplus": _softplus,
+    "gelu": _gelu,
+    "tanh": _tanh,
+    "wrap_index": _wrap_index,
+    "slice_start": _slice_start,
+}
+
+
+# ---- elementwise: one scalar expression per op -----------------------------------------------
+# (emitter, equation, operand expressions) -> the result's expression.  Operands are atoms
+# (names, loads, literals), so no template needs parentheses around them.
+ScalarRule = Callable[[Emitter, Eqn, Sequence[str]], str]
+
+
+def _dt(eqn: Eqn) -> str:
+    return eqn.outputs[0].dtype
+
+
+def _call(fn: str) -> ScalarRule:
+    return lambda e, q, a: f"{fn}({a[0]})"
+
+
+def _helper(kind: str) -> ScalarRule:
+    return lambda e, q, a: f"{e.helper(kind, _dt(q))}({a[0]})"
+
+
+def _infix(op: str) -> ScalarRule:
+    return lambda e, q, a: f"{a[0]} {op} {a[1]}"
+
+
+def _pow(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
+    if a[1] == e.lit(2.0, _dt(q)):  # x ** 2: NumPy squares exactly, so must we
+        return f"{a[0]} * {a[0]}"
+    return f"{a[0]} ** {a[1]}"
+
+
+def _leaky_relu(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
+    return f"({a[0]} if {a[0]} > 0 else {e.lit(q.params.get('alpha', 0.01), _dt(q))} * {a[0]})"
+
+
+def _elu(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
+    return f"({a[0]} if {a[0]} > 0 else {e.lit(q.params.get('alpha', 1.0), _dt(q))} * np.expm1({a[0]}))"
+
+
+SCALAR: dict[str, ScalarRule] = {
+    "neg": lambda e, q, a: f"-{a[0]}",
+    "exp": _call("np.exp"),
+    "log": _call("np.log"),
+    "sqrt": _call("np.sqrt"),
+    "abs": _call("abs"),
+    "tanh": lambda e, q, a: f"{e.helper('tanh', 'f32')}({a[0]})" if _dt(q) == "f32" else f"np.tanh({a[0]})",
+    "sigmoid": _helper("sigmoid"),
+    "relu": lambda e, q, a: f"max({a[0]}, {e.lit(0.0, _dt(q))})",
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "gelu": _helper("gelu"),
+    "softplus": _helper("softplus"),
+    "add": _infix("+"),
+    "sub": _infix("-"),
+    "mul": _infix("*"),
+    "div": _infix("/"),
+    "pow": _pow,
+    "maximum": lambda e, q, a: f"max({a[0]}, {a[1]})",
+    "minimum": lambda e, q, a: f"min({a[0]}, {a[1]})",
+    "cast": lambda e, q, a: f"{e.np_dtype(q.params['dtype'])}({a[0]})",
+    "full": lambda e, q, a: e.lit(q.params["value"], q.params["dtype"]),
+    "size": lambda e, q, a: f"{e.np_dtype(q.params['dtype'])}({e.dim(q.params['dim'])})",
+    "step": lambda e, q, a: _indicator(e, q, f"{a[0]} > 0"),
+    "sign": _call("np.sign"),
+    "ge": lambda e, q, a: _indicator(e, q, f"{a[0]} >= {a[1]}"),
+}
+CONSTANT = ("full", "size")
+# Ops whose code reads its inputs element by element through Emitter.element/load: their inputs may be
+# literals or views (see needs_array); every other op indexes arrays directly.
+ELEMENT_READERS = {*SCALAR, "fused", "concat", "getitem", "transpose"}  # no inputs: a literal (or dim arithmetic) wherever elementwise code reads them
+
+
+def _indicator(e: Emitter, q: Eqn, condition: str) -> str:
+    return f"({e.lit(1.0, _dt(q))} if {condition} else {e.lit(0.0, _dt(q))})"
+
+
+@cpu(*(name for name in SCALAR if name not in CONSTANT))
+def elementwise(e: Emitter, eqn: Eqn) -> None:
+    """One loop nest over the output; operands broadcast by their index expressions."""
+    (out,) = eqn.outputs
+    o = e.alloc(out)
+    with e.loops(out.shape) as idx:
+        args = [e.element(v, idx, out.shape) for v in eqn.inputs]
+        e.lines(f"{e.at(o, idx)} = {SCALAR[eqn.op](e, eqn, args)}")
+
+
+@cpu(*CONSTANT)
+def constant(e: Emitter, eqn: Eqn) -> None:
+    """A literal where only elementwise code reads it; else an array."""
+    (out,) = eqn.outputs
+    value = SCALAR[eqn.op](e, eqn, [])
+    if out.uid not in e.materialize:
+        e.consts[out.uid] = value
+        e.lines.comment(f"inlined where read: {value}")
+    elif eqn.op == "full":
+        e.alloc(out, fill=eqn.params["value"])
+    else:
+        e.lines(f"{e.alloc(out)}[()] = {value}")
+
+
+@cpu("fused")
+def fused(e: Emitter, eqn: Eqn) -> None:
+    """One loop nest for the whole group: each body value is a scalar local of one iteration."""
+    body = eqn.params["body"]
+    for bv, v in zip(body.inputs, eqn.inputs):
+        e.alias(bv, v)
+    outs = [e.alloc(v) for v in eqn.outputs]
+    domain = eqn.outputs[0].shape
+    for v in eqn.outputs[1:]:
+        domain = broadcast(domain, v.shape)
+    with e.loops(domain) as idx:
+        for be in body.eqns:
+            e.head(be)
+            (bo,) = be.outputs
+            expr = SCALAR[be.op](e, be, [e.element(v, idx, domain) for v in be.inputs])
+            if be.op in CONSTANT:
+                e.consts[bo.uid] = expr
+            else:
+                e.lines(f"{e.local(bo)} = {expr}")
+        for o, v, bo in zip(outs, eqn.outputs, body.outputs):
+            e.lines(f"{e.at(o, e.broadcast_index(v.shape, idx, domain))} = {e.element(bo, idx, domain)}")
+    for bv in (*body.inputs, *(be.outputs[0] for be in body.eqns)):
+        e.scalars.pop(bv.uid, None)
+
+
+# ---- matmul: BLAS through np.dot on 2-D views ------------------------------------------------
+@cpu("matmul")
+def matmul(e: Emitter, eqn: Eqn) -> None:
+    a, b = eqn.inputs
+    (out,) = eqn.outputs
+    x, w = e.name(a), e.name(b)
+    o = e.alloc(out)
+    if a.type.rank == 1 and b.type.rank == 1:
+        e.lines(f"{o}[()] = np.dot({x}, {w})")
+    elif b.type.rank <= 2:
+        if a.type.rank > 2:  # [..., K] -> [M, K]: the leading axes are rows of one product
+            rows = e.count(a.shape[:-1])
+            x = _view(e, x, f"({rows}, {e.dim(a.shape[-1])})")
+            o = _view(e, o, f"({rows}, {e.dim(b.shape[1])})" if b.type.rank == 2 else f"({rows},)")
+        e.lines(f"np.dot({x}, {w}, {o})")
+    else:  # batched: [..., M, K] @ [..., K, N], one product per batch index
+        nb = e.count(a.shape[:-2])
+        m, k, n = (e.dim(d) for d in (a.shape[-2], a.shape[-1], b.shape[-1]))
+        x = _view(e, x, f"({nb}, {m}, {k})")
+        w = _view(e, w, f"({nb}, {k}, {n})")
+        o = _view(e, o, f"({nb}, {m}, {n})")
+        with e.lines.block(f"for i0 in range({nb}):"):
+            e.lines(f"np.dot({x}[i0], {w}[i0], {o}[i0])")
+
+
+def _view(e: Emitter, array: str, shape: str) -> str:
+    name = e.temp(f"{array}_2d" if shape.count(",") == 1 else f"{array}_{shape.count(',') + 1}d")
+    e.lines(f"{name} = {array}.reshape({shape})")
+    return name
+
+
+# ---- reductions ---------------------------------------------------------------------------
+@cpu("sum", "mean", "max")
+def reduce(e: Emitter, eqn: Eqn) -> None:
+    """Kept axes outside, reduced axes inside, one accumulator (float64 for floats) per output element."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    axes, keep = set(eqn.params["axes"]), eqn.params["keepdims"]
+    src, o = e.name(x), e.alloc(out)
+    kept = [ax for ax in range(x.type.rank) if ax not in axes]
+    reduced = [ax for ax in range(x.type.rank) if ax in axes]
+    acc = e.temp("acc")
+    with e.loops([x.shape[ax] for ax in kept], "i") as oi:
+        ri = e.index_names(len(reduced), "j")
+        where = {ax: i for ax, i in zip(kept, oi)} | {ax: j for ax, j in zip(reduced, ri)}
+        load = e.at(src, [where[ax] for ax in range(x.type.rank)])
+        dst = e.at(o, [where[ax] if ax in kept else "0" for ax in range(x.type.rank)] if keep else oi)
+        if eqn.op == "max":
+            e.lines(f"{acc} = {'-np.inf' if x.type.is_float else '-2147483648'}")
+        else:
+            e.lines(f"{acc} = 0.0")
+        with e.loops([x.shape[ax] for ax in reduced], "j"):
+            if eqn.op == "max":
+                with e.lines.block(f"if {load} > {acc}:"):
+                    e.lines(f"{acc} = {load}")
+            else:
+                e.lines(f"{acc} += {load}")
+        if eqn.op == "mean":
+            e.lines(f"{dst} = {acc} / {_paren(e.count([x.shape[ax] for ax in reduced]))}")
+        else:
+            e.lines(f"{dst} = {acc}")
+
+
+def _paren(expr: str) -> str:
+    return expr if expr.isidentifier() or expr.isdigit() else f"({expr})"
+
+
+# ---- softmax family and losses -----------------------------------------------------------------
+def _row_max(e: Emitter, m: str, n: str, load: str) -> None:
+    e.lines(f"{m} = -np.inf")
+    with e.lines.block(f"for j0 in range({n}):"):
+        with e.lines.block(f"if {load} > {m}:"):
+            e.lines(f"{m} = {load}")
+
+
+@cpu("softmax", "log_softmax")
+def softmax(e: Emitter, eqn: Eqn) -> None:
+    """Per row along the axis: the max, then exp(x - max) summed in float64."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    axis = eqn.params["axis"]
+    src, o = e.name(x), e.alloc(out)
+    n = e.dim(x.shape[axis])
+    m, s = e.temp("m"), e.temp("s")
+    with e.loops([d for ax, d in enumerate(x.shape) if ax != axis]) as oi:
+        idx = [*oi[:axis], "j0", *oi[axis:]]
+        load, store = e.at(src, idx), e.at(o, idx)
+        _row_max(e, m, n, load)
+        e.lines(f"{s} = 0.0")
+        if eqn.op == "softmax":
+            ex = e.temp("ex")
+            with e.lines.block(f"for j0 in range({n}):"):
+                e.lines(f"{ex} = np.exp({load} - {m})")
+                e.lines(f"{store} = {ex}")
+                e.lines(f"{s} += {ex}")
+            with e.lines.block(f"for j0 in range({n}):"):
+                e.lines(f"{store} = {store} / {s}")
+        else:
+            lse = e.temp("lse")
+            with e.lines.block(f"for j0 in range({n}):"):
+                e.lines(f"{s} += np.exp({load} - {m})")
+            e.lines(f"{lse} = {m} + np.log({s})")
+            with e.lines.block(f"for j0 in range({n}):"):
+                e.lines(f"{store} = {load} - {lse}")
+
+
+@cpu("cross_entropy")
+def cross_entropy(e: Emitter, eqn: Eqn) -> None:
+    """mean over rows of logsumexp(z) - z[label]."""
+    logits, labels = eqn.inputs
+    (out,) = eqn.outputs
+    z, y, o = e.name(logits), e.name(labels), e.alloc(out)
+    c = e.dim(logits.shape[-1])
+    total, m, s, k = e.temp("total"), e.temp("m"), e.temp("s"), e.temp("label")
+    e.lines(f"{total} = 0.0")
+    with e.loops(labels.shape) as oi:
+        _row_max(e, m, c, e.at(z, [*oi, "j0"]))
+        e.lines(f"{s} = 0.0")
+        with e.lines.block(f"for j0 in range({c}):"):
+            e.lines(f"{s} += np.exp({e.at(z, [*oi, 'j0'])} - {m})")
+        e.lines(f"{k} = {e.at(y, oi)}")
+        _check_index(e, k, c, "cross_entropy: a label is out of range")
+        e.lines(f"{total} += {m} + np.log({s}) - {e.at(z, [*oi, k])}")
+    e.lines(f"{o}[()] = {total} / {_paren(e.count(labels.shape))}")
+
+
+def _check_index(e: Emitter, k: str, n: str, message: str) -> None:
+    """NumPy's indexing: a negative index counts from the end; out of range raises."""
+    with e.lines.block(f"if {k} < 0:"):
+        e.lines(f"{k} += {n}")
+    with e.lines.block(f"if {k} < 0 or {k} >= {n}:"):
+        e.lines(f'raise IndexError("{message}")')
+
+
+@cpu("bce_logits")
+def bce_logits(e: Emitter, eqn: Eqn) -> None:
+    """mean of max(z, 0) - z*y + log1p(e^-|z|)."""
+    logits, targets = eqn.inputs
+    (out,) = eqn.outputs
+    z, y, o = e.name(logits), e.name(targets), e.alloc(out)
+    total, zv = e.temp("total"), e.temp("z")
+    zero = e.lit(0.0, logits.dtype)
+    e.lines(f"{total} = 0.0")
+    with e.loops(logits.shape) as idx:
+        e.lines(f"{zv} = {e.at(z, idx)}")
+        e.lines(f"{total} += max({zv}, {zero}) - {zv} * {e.at(y, idx)} + np.log1p(np.exp(-abs({zv})))")
+    e.lines(f"{o}[()] = {total} / {_paren(e.count(logits.shape))}")
+
+
+# ---- convolution and pooling: loops over windows -------------------------------------------------
+# Names in this section: i0 (batch), i1 (channel), i2, i3, ... the loops of the equation's output;
+# j0, j1, ... inner loops; k0, k1, ... the taps of a window; u0, u1, ... input positions.
+def _position(e: Emitter, stack: ExitStack, s: int, pos: str, tap: str, stride: int, dil: int, pad: int,
+              size: Dim) -> str:
+    """``u_s = pos * stride + tap * dilation - pad``: the input position of one window tap.
+
+    A position in the padding is skipped: an ``if`` opens (on ``stack``) for a padded axis.
+    """
+    terms = [pos if stride == 1 else f"{pos} * {stride}", tap if dil == 1 else f"{tap} * {dil}"]
+    u = f"u{s}"
+    e.lines(f"{u} = {' + '.join(terms)}" + (f" - {pad}" if pad else ""))
+    if pad:
+        stack.enter_context(e.lines.block(f"if 0 <= {u} < {e.dim(size)}:"))
+    return u
+
+
+def _window(e: Emitter, stack: ExitStack, x: Value, kernel: Sequence[str], p, dil: Sequence[int]) -> list[str]:
+    """Loops over the taps k0, k1, ... of the window at output position i2, i3, ...; returns u0, u1, ..."""
+    us = []
+    for s, k in enumerate(kernel):
+        stack.enter_context(e.lines.block(f"for k{s} in range({k}):"))
+        us.append(_position(e, stack, s, f"i{2 + s}", f"k{s}", p["stride"][s], dil[s], p["padding"][s],
+                            x.shape[2 + s]))
+    return us
+
+
+def _taps(kernel: Sequence) -> list[str]:
+    return [f"k{s}" for s in range(len(kernel))]
+
+
+@cpu("conv")
+def conv(e: Emitter, eqn: Eqn) -> None:
+    """out[b, o, p] = sum over c and the window k of x[b, c, p * stride + k * dilation - pad] * w[o, c, k]."""
+    x, w = eqn.inputs
+    (out,) = eqn.outputs
+    xs, ws, o = e.name(x), e.name(w), e.alloc(out)
+    acc = e.temp("acc")
+    kernel = [e.dim(d) for d in w.shape[2:]]
+    with e.loops(out.shape) as oi:
+        e.lines(f"{acc} = 0.0")
+        with ExitStack() as stack:
+            stack.enter_context(e.lines.block(f"for j0 in range({e.dim(x.shape[1])}):"))
+            us = _window(e, stack, x, kernel, eqn.params, eqn.params["dilation"])
+            e.lines(f"{acc} += {e.at(xs, ['i0', 'j0', *us])} * {e.at(ws, ['i1', 'j0', *_taps(kernel)])}")
+        e.lines(f"{e.at(o, oi)} = {acc}")
+
+
+@cpu("conv_grad_input")
+def conv_grad_input(e: Emitter, eqn: Eqn) -> None:
+    """dx[b, c, p * stride + k * dilation - pad] += dy[b, o, p] * w[o, c, k] (positions in the padding dropped)."""
+    dy, w = eqn.inputs
+    (out,) = eqn.outputs
+    ds, ws, o = e.name(dy), e.name(w), e.alloc(out, fill=0.0)
+    kernel = [e.dim(d) for d in w.shape[2:]]
+    with e.loops(dy.shape) as oi:
+        with ExitStack() as stack:
+            stack.enter_context(e.lines.block(f"for j0 in range({e.dim(w.shape[1])}):"))
+            us = _window(e, stack, out, kernel, eqn.params, eqn.params["dilation"])
+            e.lines(f"{e.at(o, ['i0', 'j0', *us])} += {e.at(ds, oi)} * {e.at(ws, ['i1', 'j0', *_taps(kernel)])}")
+
+
+@cpu("conv_grad_weight")
+def conv_grad_weight(e: Emitter, eqn: Eqn) -> None:
+    """dw[o, c, k] = sum over b and the output positions p of x[b, c, p * stride + k * dilation - pad] * dy[b, o, p]."""
+    x, dy = eqn.inputs
+    (out,) = eqn.outputs
+    p = eqn.params
+    xs, ds, o = e.name(x), e.name(dy), e.alloc(out)
+    acc = e.temp("acc")
+    with e.loops(out.shape) as oi:  # i0: output channel, i1: input channel, i2, ...: the tap
+        e.lines(f"{acc} = 0.0")
+        with ExitStack() as stack:
+            stack.enter_context(e.lines.block(f"for j0 in range({e.dim(x.shape[0])}):"))
+            us = []
+            for s in range(p["nd"]):
+                pos = f"j{1 + s}"
+                stack.enter_context(e.lines.block(f"for {pos} in range({e.dim(dy.shape[2 + s])}):"))
+                us.append(_position(e, stack, s, pos, f"i{2 + s}", p["stride"][s], p["dilation"][s],
+                                    p["padding"][s], x.shape[2 + s]))
+            positions = [f"j{1 + s}" for s in range(p["nd"])]
+            e.lines(f"{acc} += {e.at(xs, ['j0', 'i1', *us])} * {e.at(ds, ['j0', 'i0', *positions])}")
+        e.lines(f"{e.at(o, oi)} = {acc}")
+
+
+def _pool_size(p) -> int:
+    size = 1
+    for k in p["kernel"]:
+        size *= k
+    return size
+
+
+@cpu("max_pool", "avg_pool")
+def pool(e: Emitter, eqn: Eqn) -> None:
+    """Max (padding never wins) or mean (padding counts as zeros) over each window."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    p = eqn.params
+    xs, o = e.name(x), e.alloc(out)
+    acc = e.temp("acc")
+    with e.loops(out.shape) as oi:
+        e.lines(f"{acc} = {'-np.inf' if eqn.op == 'max_pool' else '0.0'}")
+        with ExitStack() as stack:
+            us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+            load = e.at(xs, ["i0", "i1", *us])
+            if eqn.op == "max_pool":
+                with e.lines.block(f"if {load} > {acc}:"):
+                    e.lines(f"{acc} = {load}")
+            else:
+                e.lines(f"{acc} += {load}")
+        e.lines(f"{e.at(o, oi)} = {acc}" + (f" / {_pool_size(p)}" if eqn.op == "avg_pool" else ""))
+
+
+@cpu("max_pool_grad")
+def max_pool_grad(e: Emitter, eqn: Eqn) -> None:
+    """Each window's cotangent goes to its first maximum (a maximum in the padding is dropped)."""
+    x, dy = eqn.inputs
+    (out,) = eqn.outputs
+    p = eqn.params
+    xs, ds, o = e.name(x), e.name(dy), e.alloc(out, fill=0.0)
+    m = e.temp("m")
+    best = [e.temp(f"best{s}") for s in range(p["nd"])]
+    with e.loops(dy.shape) as oi:
+        e.lines(f"{m} = -np.inf")
+        for s, b in enumerate(best):  # tap 0 wins when nothing beats -inf (NumPy's argmax)
+            e.lines(f"{b} = i{2 + s}" + (f" * {p['stride'][s]}" if p["stride"][s] != 1 else "")
+                    + (f" - {p['padding'][s]}" if p["padding"][s] else ""))
+        with ExitStack() as stack:
+            us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+            load = e.at(xs, ["i0", "i1", *us])
+            with e.lines.block(f"if {load} > {m}:"):
+                e.lines(f"{m} = {load}")
+                for b, u in zip(best, us):
+                    e.lines(f"{b} = {u}")
+        inside = " and ".join(f"0 <= {b} < {e.dim(x.shape[2 + s])}" for s, b in enumerate(best))
+        with e.lines.block(f"if {inside}:"):
+            e.lines(f"{e.at(o, ['i0', 'i1', *best])} += {e.at(ds, oi)}")
+
+
+@cpu("avg_pool_grad")
+def avg_pool_grad(e: Emitter, eqn: Eqn) -> None:
+    """Each window's cotangent spread evenly over its taps (those in the padding dropped)."""
+    (dy,), (out,) = eqn.inputs, eqn.outputs
+    p = eqn.params
+    ds, o = e.name(dy), e.alloc(out, fill=0.0)
+    with e.loops(dy.shape) as oi:
+        with ExitStack() as stack:
+            us = _window(e, stack, out, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+            e.lines(f"{e.at(o, ['i0', 'i1', *us])} += {e.at(ds, oi)} / {_pool_size(p)}")
+
+
+# ---- lookup, indexing, layout ----------------------------------------------------------------------
+@cpu("take")
+def take(e: Emitter, eqn: Eqn) -> None:
+    table, ids = eqn.inputs
+    (out,) = eqn.outputs
+    t, i, o = e.name(table), e.name(ids), e.alloc(out)
+    rows = e.dim(table.shape[0])
+    k = e.temp("row")
+    with e.loops(ids.shape) as oi:
+        e.lines(f"{k} = {e.at(i, oi)}")
+        _check_index(e, k, rows, "take: an id is out of range")
+        with e.lines.block(f"for j0 in range({e.dim(table.shape[1])}):"):
+            e.lines(f"{e.at(o, [*oi, 'j0'])} = {t}[{k}, j0]")
+
+
+@cpu("take_grad")
+def take_grad(e: Emitter, eqn: Eqn) -> None:
+    """Scatter-add: out[ids[i], ...] += dy[i, ...] into zeros [rows, ...]."""
+    ids, dy = eqn.inputs
+    (out,) = eqn.outputs
+    i, d, o = e.name(ids), e.name(dy), e.alloc(out, fill=0.0)
+    rows = e.dim(out.shape[0])
+    k = e.temp("row")
+    with e.loops(ids.shape) as oi:
+        e.lines(f"{k} = {e.at(i, oi)}")
+        _check_index(e, k, rows, "take: an id is out of range")
+        with e.loops(out.shape[1:], "j") as ji:
+            e.lines(f"{e.at(o, [k, *ji])} += {e.at(d, [*oi, *ji])}")
+
+
+@cpu("one_hot")
+def one_hot(e: Emitter, eqn: Eqn) -> None:
+    """out[..., j] = 1 where labels[...] == j, else 0 (a label outside [0, n) gives a row of zeros)."""
+    (labels,), (out,) = eqn.inputs, eqn.outputs
+    y, o = e.name(labels), e.alloc(out)
+    n = e.dim(out.shape[-1])
+    k = e.temp("label")
+    one, zero = e.lit(1.0, out.dtype), e.lit(0.0, out.dtype)
+    with e.loops(labels.shape) as oi:
+        e.lines(f"{k} = {e.at(y, oi)}")
+        with e.lines.block(f"for j0 in range({n}):"):
+            e.lines(f"{e.at(o, [*oi, 'j0'])} = {one} if {k} == j0 else {zero}")
+
+
+def _index_map(e: Emitter, x: Value, index, part: Value) -> Callable[[Sequence[str]], list[str]]:
+    """For ``part = x[index]``: a function from an index of ``part`` to the index of ``x`` it reads.
+
+    Each axis of x is a fixed index (checked, negative from the end), ``start + i * step`` of an axis
+    of ``part`` (a slice: NumPy's clamping of the start), or an axis of ``part`` (those after the index).
+    Setup code (run-time normalisation of symbolic indices) is emitted here.
+    """
+    where: list[str] = []  # templates over part's index: "{0}", "3 + {1} * 2", "k"
+    axis = 0  # the next axis of part
+    for ax, entry in enumerate(index):
+        n = x.shape[ax]
+        if entry[0] == "int":
+            k: Dim = entry[1]
+            if k.is_const and n.is_const and -n.value <= k.value < n.value:
+                where.append(str(k.value % n.value))
+            else:
+                name = e.temp("k")
+                e.lines(f"{name} = {e.helper('wrap_index')}({e.dim(k)}, {e.dim(n)})")
+                where.append(name)
+        else:
+            _, lo, hi, step = entry
+            if lo is None:
+                start = "0"
+            elif lo.is_const and n.is_const:
+                start = str(slice(lo.value, None, step).indices(n.value)[0])
+            else:
+                start = e.temp("start")
+                count = e.dim(part.shape[axis])
+                e.lines(f"{start} = {e.helper('slice_start')}({e.dim(lo)}, {e.dim(n)}, {count}, {step})")
+            i = f"{{{axis}}}" if step == 1 else f"{{{axis}}} * {step}"
+            where.append(i if start == "0" else f"{start} + {i}")
+            axis += 1
+    rest = [f"{{{a}}}" for a in range(axis, axis + x.type.rank - len(index))]
+    templates = where + rest
+    return lambda idx: [t.format(*idx) for t in templates]
+
+
+@cpu("getitem")
+def getitem(e: Emitter, eqn: Eqn) -> None:
+    """A view read in place by the loops that use it, else a copy of the selected elements."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    index_map = _index_map(e, x, eqn.params["index"], out)
+    if out.uid not in e.materialize:
+        e.views[out.uid] = (x, index_map)
+        _comment_view(e, out)
+        return
+    o = e.alloc(out)
+    with e.loops(out.shape) as oi:
+        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
+
+
+def _comment_view(e: Emitter, v: Value) -> None:
+    idx = e.index_names(v.type.rank)
+    e.lines.comment(f"{e.at(e.define_view(v), idx)} is {e.load(v, idx)}, read in place (no copy)")
+
+
+@cpu("getitem_grad")
+def getitem_grad(e: Emitter, eqn: Eqn) -> None:
+    """Zeros of the indexed tensor's shape, the cotangent copied in at the index."""
+    (dy,), (out,) = eqn.inputs, eqn.outputs
+    src = e.name(dy)
+    index_map = _index_map(e, out, eqn.params["index"], dy)
+    o = e.alloc(out, fill=0.0)
+    with e.loops(dy.shape) as oi:
+        e.lines(f"{e.at(o, index_map(oi))} = {e.at(src, oi)}")
+
+
+@cpu("reshape")
+def reshape(e: Emitter, eqn: Eqn) -> None:
+    """A view: the same elements (every array here is C-contiguous)."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    src = e.name(x)
+    e.lines(f"{e.define(out)} = {src}.reshape({e.shape(out.shape)})")
+
+
+@cpu("transpose")
+def transpose(e: Emitter, eqn: Eqn) -> None:
+    """out[i0, i1, ...] = x[...] with the input's axis perm[k] read at i_k: in place, or a copy."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    perm = eqn.params["perm"]
+
+    def index_map(idx: Sequence[str]) -> list[str]:
+        where = [""] * len(perm)
+        for k, ax in enumerate(perm):
+            where[ax] = idx[k]
+        return where
+
+    if out.uid not in e.materialize:
+        e.views[out.uid] = (x, index_map)
+        _comment_view(e, out)
+        return
+    o = e.alloc(out)
+    with e.loops(out.shape) as oi:
+        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
+
+
+@cpu("concat")
+def concat(e: Emitter, eqn: Eqn) -> None:
+    """One copy loop per part, at its offset along the axis."""
+    (out,) = eqn.outputs
+    axis = eqn.params["axis"] % out.type.rank
+    o = e.alloc(out)
+    offset = Dim.const(0)
+    for part in eqn.inputs:
+        with e.loops(part.shape) as idx:
+            at = list(idx)
+            if offset != Dim.const(0):
+                at[axis] = f"{e.dim_atom(offset)} + {idx[axis]}"
+            e.lines(f"{e.at(o, at)} = {e.element(part, idx, part.shape)}")
+        offset = offset + part.shape[axis]
+
+
+# ---- recurrences ---------------------------------------------------------------------------------
+@cpu("scan")
+def scan(e: Emitter, eqn: Eqn) -> None:
+    """A loop over the steps; the body's code runs once per step (see specc.ops.scan for the layout)."""
+    p = eqn.params
+    body = p["body"]
+    consts, seqs, inits = split_inputs(eqn.inputs, p)
+    nc, ns = p["n_consts"], p["n_seqs"]
+    length = e.dim(p["length"])
+    history = [e.alloc(v) for v in eqn.outputs]  # [T, ...] per state, in time order
+    n, t = e.temp("n"), e.temp("t")
+    outputs = Counter(v.uid for v in body.outputs)
+    body_inputs = {v.uid for v in body.inputs}
+    with e.lines.block(f"for {n} in range({length}):"):
+        e.lines(f"{t} = {length} - 1 - {n}" if p["reverse"] else f"{t} = {n}")
+        for bv, v in zip(body.inputs[:nc], consts):
+            e.alias(bv, v)
+        for bv, v in zip(body.inputs[nc:nc + ns], seqs):
+            if v.uid in e.views:  # read in place through the view: row t of it
+                e.views[bv.uid] = (v, lambda idx, t=t: [t, *idx])
+                e.lines.comment(f"{e.define_view(bv)} = row {t} of {e.define_view(v)}, read in place")
+            else:
+                e.lines(f"{e.define(bv)} = {e.name(v)}[{t}]")
+        lagged = iter(body.inputs[nc + ns:])
+        init = iter(inits)
+        for hist, (_name, lag) in zip(history, p["states"]):
+            if lag == 0:
+                continue
+            start = e.name(next(init))
+            for k in range(1, lag + 1):
+                row = f"{t} + {k}" if p["reverse"] else f"{t} - {k}"
+                e.lines(f"{e.define(next(lagged))} = {hist}[{row}] if {n} >= {k} else {start}")
+        for hist, v in zip(history, body.outputs):  # computed straight into row t where possible
+            if outputs[v.uid] == 1 and v.uid not in body_inputs:
+                e.dest[v.uid] = f"{hist}[{t}]"
+        e.emit_graph(body)
+        for hist, v in zip(history, body.outputs):
+            unplaced = e.dest.pop(v.uid, None) is not None  # its rule made no new array (a view)
+            if unplaced or outputs[v.uid] > 1 or v.uid in body_inputs:
+                e.lines.comment(f"{hist}[{t}] = {e.name(v)}")
+                e.copy(hist, [t], v)
+
+
+# ---- random draws: lifted to inputs before generation ---------------------------------------------
+def lifted_random(e: Emitter, eqn: Eqn) -> None:
+    raise AssertionError(f"random op '{eqn.op}' reached the CPU generator: specc.codegen.lift should have "
+                         f"turned it into an input")
+
+
+cpu(*(name for name, op in REGISTRY.items() if op.random))(lifted_random)

@@ -1,0 +1,240 @@
+"""The runtime: generated kernel modules, cached on disk, loaded and called.
+
+In: a Graph (forward, backward, optimised: any) and a target.
+Out: a :class:`CompiledGraph`, called as ``compiled(args, dims, seed=0, training=False)``
+with one array per graph input and the sizes of the symbolic dims; it returns
+one array per graph output, equal to what :func:`specc.interpret.interpret`
+gives (random draws included: they are made here, outside the kernel, with
+the interpreter's scheme; see :mod:`specc.codegen.lift`).
+
+The path of a graph:
+
+1. the target's generator writes the module's source (:mod:`specc.codegen`);
+2. the source is hashed with the target, the input dtypes and the versions of
+   specc, Numba, NumPy and Python; the hash names the file
+   ``<cache>/<target>/<name>_<hash>.py``, written once (atomically) and never
+   rewritten, because Numba's own cache is stamped with the file's mtime;
+3. the file is imported as a real module, registered in ``sys.modules``
+   before it runs, so that Numba's ``cache=True`` stores the machine code in
+   ``__pycache__`` beside it and the next process loads it instead of
+   compiling; tracebacks point at real lines;
+4. the entry is compiled for the graph's exact argument types right away
+   (from Numba's cache when it is there), so one compiled kernel serves every
+   binding of the dims.
+
+The cache directory is ``$SPECC_CACHE_DIR``, else ``~/.cache/specc``;
+:func:`clear_cache` empties it (``specc cache clear``).  Within a process,
+loaded modules are also kept by hash, so compiling the same graph twice costs
+only the generation of its source.
+
+Threads: a kernel runs its loops on one thread (no ``parallel=True``: the
+loops here are small and it did not pay), and while it runs the BLAS that
+``np.dot`` calls is limited to ``$SPECC_NUM_THREADS`` threads (default 1).
+The per-step products of a recurrent network are small (64 x 72 x 64 for the
+LSTM), where extra BLAS threads only add synchronisation, and on a loaded
+two-core machine two OpenBLAS threads next to other work made a 512-cube
+product seven times slower than one.  The limit is set around each call
+(threadpoolctl, about 20 microseconds) and restored after, so the rest of
+the process keeps its own setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .codegen import GeneratedModule, generator
+from .dims import concrete, shape_str
+from .errors import InputError
+from .ir import NUMPY_DTYPES, Graph, Value
+
+MODULE_PREFIX = "specc_kernels"
+
+
+# ---- the cache ------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    env = os.environ.get("SPECC_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "specc"
+
+
+def versions() -> str:
+    import numba
+
+    from . import __version__
+
+    py = ".".join(map(str, sys.version_info[:3]))
+    return f"specc {__version__}, numba {numba.__version__}, numpy {np.__version__}, python {py}"
+
+
+def cache_key(module: GeneratedModule, dtypes: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for part in (module.source, module.target, ",".join(dtypes), versions()):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+@dataclass
+class CacheStats:
+    """What compile_graph did, for tests and ``specc cache info``."""
+
+    generated: int = 0  # sources generated
+    memory_hits: int = 0  # modules found already loaded in this process
+    written: int = 0  # files written to the cache
+    loaded: int = 0  # files imported
+
+
+STATS = CacheStats()
+_LOADED: dict[str, ModuleType] = {}
+_LOCK = threading.Lock()
+
+
+def clear_cache(directory: Path | None = None) -> int:
+    """Delete the cache directory's contents (and forget loaded modules); returns the number of files removed."""
+    directory = directory or cache_dir()
+    removed = 0
+    if directory.is_dir():
+        for child in directory.iterdir():
+            if child.is_dir():
+                removed += sum(1 for p in child.rglob("*") if p.is_file())
+                shutil.rmtree(child)
+            else:
+                removed += 1
+                child.unlink()
+    _LOADED.clear()
+    return removed
+
+
+def cache_info(directory: Path | None = None) -> dict[str, Any]:
+    directory = directory or cache_dir()
+    files = [p for p in directory.rglob("*") if p.is_file()] if directory.is_dir() else []
+    return {
+        "directory": str(directory),
+        "modules": sum(1 for p in files if p.suffix == ".py"),
+        "files": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
+    }
+
+
+def _load(module: GeneratedModule, key: str) -> tuple[ModuleType, Path]:
+    """The module for ``key``: from this process, else from the cache file (written if missing)."""
+    path = cache_dir() / module.target / f"{module.name}_{key}.py"
+    with _LOCK:
+        if key in _LOADED:
+            STATS.memory_hits += 1
+            return _LOADED[key], path
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(module.source)
+            os.replace(tmp, path)  # atomic: another process may be writing the same file
+            STATS.written += 1
+        name = f"{MODULE_PREFIX}.{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # before it runs: Numba's cache looks the module up by name
+        try:
+            spec.loader.exec_module(mod)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        STATS.loaded += 1
+        _LOADED[key] = mod
+        return mod, path
+
+
+# ---- threads -----------------------------------------------------------------------------------
+def blas_threads() -> int:
+    return max(1, int(os.environ.get("SPECC_NUM_THREADS", "1")))
+
+
+_CONTROLLER: Any = None
+
+
+def _blas_limit() -> Any:
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (Numba's np.dot calls this BLAS: load it first)
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=blas_threads(), user_api="blas")
+
+
+# ---- compiled graphs ---------------------------------------------------------------------------
+@dataclass
+class CompiledGraph:
+    """A graph compiled for one target; call it like the interpreter."""
+
+    graph: Graph
+    module: GeneratedModule
+    path: Path  # the cache file holding the source
+    entry: Callable[..., tuple]
+    _inputs: tuple[Value, ...] = field(repr=False, default=())
+
+    @property
+    def source(self) -> str:
+        return self.module.source
+
+    def __call__(self, args: Sequence[np.ndarray], dims: Mapping[str, int], seed: int = 0,
+                 training: bool = False) -> list[np.ndarray]:
+        if len(args) != len(self.graph.inputs):
+            raise InputError(f"{self.module.name} takes {len(self.graph.inputs)} inputs, got {len(args)}")
+        sizes = dict(dims)
+        arrays = [_coerce(a, v, sizes) for a, v in zip(args, self.graph.inputs)]
+        missing = [s for s in self.module.dims if s not in sizes]
+        if missing:
+            raise InputError(f"the size of dim {missing[0]} is not given", hint="pass it in dims")
+        draws = [d.sample(sizes, seed, training) for d in self.module.draws]
+        with _blas_limit():
+            outs = self.entry(*arrays, *draws, *(int(sizes[s]) for s in self.module.dims))
+        return list(outs)
+
+
+def _coerce(a: Any, v: Value, dims: Mapping[str, int]) -> np.ndarray:
+    """A C-contiguous, writeable array of the input's dtype and (checked) shape."""
+    x = np.ascontiguousarray(a, dtype=NUMPY_DTYPES[v.dtype])
+    if not x.flags.writeable or not x.flags.aligned:
+        x = x.copy()
+    try:
+        want = concrete(v.shape, dims)
+    except KeyError:
+        want = None  # a dim only this input could bind: the kernel reads what it is given
+    if x.ndim != len(v.shape) or (want is not None and x.shape != want):
+        raise InputError(f"input '{v.name}' has shape {x.shape}, expected {v.type} = {want or shape_str(v.shape)}")
+    return x
+
+
+def _signature(module: GeneratedModule, graph: Graph) -> tuple:
+    """The entry's exact argument types: C-contiguous arrays, then int64 sizes."""
+    from numba import types
+
+    nb = {"f32": types.float32, "f64": types.float64, "i32": types.int32}
+    values = [*graph.inputs, *(d.value for d in module.draws)]
+    arrays = [types.Array(nb[v.dtype], len(v.shape), "C") for v in values]
+    return (*arrays, *([types.int64] * len(module.dims)))
+
+
+def compile_graph(graph: Graph, *, target: str = "cpu", name: str = "graph") -> CompiledGraph:
+    """Generate, cache, load and compile ``graph`` for ``target``."""
+    module = generator(target).generate(graph, name)
+    STATS.generated += 1
+    dtypes = [v.dtype for v in graph.inputs]
+    key = cache_key(module, dtypes)
+    mod, path = _load(module, key)
+    entry = getattr(mod, module.entry)
+    sig = _signature(module, graph)
+    if sig not in [tuple(s) for s in entry.signatures]:
+        entry.compile(sig)
+    return CompiledGraph(graph, module, path, entry)
