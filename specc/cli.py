@@ -35,6 +35,10 @@ EPILOG = {
              "  specc train specs/rnn.nn --dataset digits --grad-flow --plots plots/",
     "eval": "examples:\n  specc eval specs/lstm.nn --params lstm.ckpt.npz --dataset digits\n"
             "  specc eval specs/mlp.nn --params mlp.ckpt.npz --data test.npz --json",
+    "emit": "examples:\n  specc emit specs/lstm.nn | less               # the Numba source of the forward pass\n"
+            "  specc emit specs/lstm.nn --optimized -o kernels/   # writes kernels/classify.py\n"
+            "  specc emit specs/mlp.nn --backward",
+    "cache": "examples:\n  specc cache info\n  SPECC_CACHE_DIR=/tmp/k specc cache clear",
 }
 
 
@@ -84,7 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", type=Path, help="save the outputs to this .npz file")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     add_train_commands(command)
+    add_codegen_commands(sub, command)
     return p
+
+
+def add_codegen_commands(sub, command) -> None:
+    """``specc emit`` (the generated kernel source) and ``specc cache`` (the compiled-kernel cache)."""
+    emit = command("emit", "print (or write) the generated kernel source of a model's forward pass")
+    emit.add_argument("--target", choices=["cpu"], default="cpu", help="code generator (default cpu: Numba)")
+    emit.add_argument("--optimized", action="store_true", help="generate from the optimised IR, as training runs it")
+    emit.add_argument("--backward", action="store_true", help="the forward-and-backward graph instead")
+    emit.add_argument("-o", "--output", type=Path, metavar="DIR", help="write DIR/MODEL.py instead of printing")
+    cache = sub.add_parser("cache", help="show or clear the cache of compiled kernels",
+                           description="show or clear the cache of compiled kernels ($SPECC_CACHE_DIR, "
+                                       "default ~/.cache/specc)",
+                           epilog=EPILOG["cache"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    cache.add_argument("action", choices=["info", "clear"], help="info: where and how big; clear: delete it all")
+    cache.add_argument("--debug", action="store_true", help="show Python tracebacks")
 
 
 def add_train_commands(command) -> None:
@@ -402,8 +422,42 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_emit(args) -> int:
+    from .codegen import generator
+
+    model = _compile(args)
+    graph = model.grad_program().graph if args.backward else model.program.graph
+    if args.optimized:
+        from .passes import optimize
+
+        graph = optimize(graph)
+    name = f"{model.name}_grad" if args.backward else model.name
+    module = generator(args.target).generate(graph, name)
+    if args.output is None:
+        print(module.source, end="")
+        return 0
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"{module.name}.py"
+    path.write_text(module.source)
+    print(f"wrote {path}: {module.entry}({', '.join(module.inputs + module.dims)})")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from .runtime import cache_dir, cache_info, clear_cache
+
+    if args.action == "clear":
+        print(f"removed {clear_cache()} files from {cache_dir()}")
+    else:
+        info = cache_info()
+        print(f"{info['directory']}: {info['modules']} kernel modules, {info['files']} files, "
+              f"{info['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run, "gradcheck": cmd_gradcheck,
             "train": cmd_train, "eval": cmd_eval}
+COMMANDS.update({"emit": cmd_emit, "cache": cmd_cache})
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

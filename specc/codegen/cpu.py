@@ -107,6 +107,7 @@ class Emitter:
         self.dest: dict[int, str] = {}  # value uid -> the array row to write it to (a scan's history)
         self.materialize: set[int] = set()  # values that must be arrays (read by non-elementwise code)
         self._unnamed = 0
+        self._names: dict[int, str] = {}  # names chosen by name_values, taken by the first define
         self._where: str | None = None
         from .cpu_rules import HELPERS  # their names, with and without a dtype suffix, are taken
 
@@ -126,11 +127,28 @@ class Emitter:
         return name
 
     def _fresh_for(self, v: Value) -> str:
+        if v.uid in self._names:
+            return self._names.pop(v.uid)
         if v.name:
             return self.names.fresh(v.name)
         name = self.names.fresh(f"v{self._unnamed}")
         self._unnamed += 1
         return name
+
+    def name_values(self, graph: Graph) -> None:
+        """Choose every value's name up front, in program order, so that the spec's names come first and
+        temporaries (``acc``, ``m``, ``k``) never push a spec name to a suffix."""
+        for v in graph.inputs:
+            self._names[v.uid] = self._fresh_for(v)
+        for eqn in graph.eqns:
+            for v in eqn.outputs:
+                self._names[v.uid] = self._fresh_for(v)
+            body = eqn.params.get("body")
+            if isinstance(body, Graph):
+                shared = eqn.params["n_consts"] if eqn.op == "scan" else len(body.inputs)  # aliases: no names
+                for v in body.inputs[shared:]:
+                    self._names[v.uid] = self._fresh_for(v)
+                self.name_values(Graph((), body.eqns, body.outputs))
 
     def define_view(self, v: Value) -> str:
         """A name for a view (shown in comments; the view itself is an index map, see ``views``)."""
@@ -388,6 +406,7 @@ class CpuGenerator:
         dims = graph_dims(lifted)
         for s in dims:
             e.dim_names[s] = e.names.fresh(s)
+        e.name_values(lifted)
         args = [e.define(v) for v in lifted.inputs]
         e.emit_graph(lifted)
         results = [e.name(v) for v in lifted.outputs]

@@ -220,12 +220,12 @@ def fused(e: Emitter, eqn: Eqn) -> None:
         domain = broadcast(domain, v.shape)
     with e.loops(domain) as idx:
         for be in body.eqns:
-            e.head(be)
             (bo,) = be.outputs
             expr = SCALAR[be.op](e, be, [e.element(v, idx, domain) for v in be.inputs])
-            if be.op in CONSTANT:
+            if be.op in CONSTANT:  # a literal where it is read
                 e.consts[bo.uid] = expr
             else:
+                e.head(be)
                 e.lines(f"{e.local(bo)} = {expr}")
         for o, v, bo in zip(outs, eqn.outputs, body.outputs):
             e.lines(f"{e.at(o, e.broadcast_index(v.shape, idx, domain))} = {e.element(bo, idx, domain)}")
