@@ -22,14 +22,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, did_you_mean
+from .errors import InputError, Span, did_you_mean
 from .optim import OptState
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ class Checkpoint:
         return int(self.meta.get("epoch", 0))
 
 
-def spec_hash(model: "Model") -> str:
+def spec_hash(model: Model) -> str:
     """sha256 of the spec's source text and the model's name (the IR text when there is no source)."""
     if model.source is not None:
         text = model.source.text
@@ -102,7 +104,7 @@ def load(path: str | Path) -> Checkpoint:
     return Checkpoint(params, OptState(int(meta.pop("opt_step", 0)), slots), meta)
 
 
-def load_params(path: str | Path, model: "Model") -> dict[str, np.ndarray]:
+def load_params(path: str | Path, model: Model) -> dict[str, np.ndarray]:
     """Parameters from a checkpoint or a plain .npz of parameters, checked against ``model``."""
     path = Path(path)
     if not path.is_file():
@@ -118,7 +120,7 @@ def load_params(path: str | Path, model: "Model") -> dict[str, np.ndarray]:
     return params
 
 
-def check_fit(params: Mapping[str, np.ndarray], model: "Model", where: str = "the checkpoint") -> None:
+def check_fit(params: Mapping[str, np.ndarray], model: Model, where: str = "the checkpoint") -> None:
     """Every parameter of the model present with its shape, and nothing else: else name the first misfit."""
     shapes = model.param_shapes
     for name, shape in shapes.items():
@@ -128,10 +130,24 @@ def check_fit(params: Mapping[str, np.ndarray], model: "Model", where: str = "th
                              or "was it saved from another spec? `specc check` lists the parameters")
         got = tuple(np.shape(params[name]))
         if got != shape:
-            loc = next((p.loc for p in model.program.params if p.name == name), None)
+            loc, related = _param_site(model, name)
             raise InputError(f"parameter '{name}' in {where} has shape {list(got)}, but the spec gives it "
-                             f"{list(shape)}", loc)
+                             f"{list(shape)}", loc, related=related)
     extra = [k for k in params if k not in shapes]
     if extra:
         raise InputError(f"{where} has a parameter '{extra[0]}' that model '{model.name}' does not have",
                          hint=did_you_mean(extra[0], shapes) or "was it saved from another spec?")
+
+
+def _param_site(model: Model, name: str) -> tuple[Span | None, list[tuple[str, Span]]]:
+    """Where to point for a parameter: its declaration when the spec's own file has it; for a
+    library layer's parameter (``h2.dense.W``), the spec's line that binds ``h2``, noting the declaration."""
+    info = next(p for p in model.program.params if p.name == name)
+    if info.loc is None or model.source is None or info.loc.source is model.source:
+        return info.loc, []
+    binding = re.compile(rf"^(\s*(?:output\s+)?){re.escape(name.split('.')[0])}\s*=")
+    for n, line in enumerate(model.source.text.splitlines(), 1):
+        m = binding.match(line)
+        if m:
+            return Span(model.source, n, len(m.group(1)) + 1, n, len(line.rstrip()) + 1), [("declared here", info.loc)]
+    return info.loc, []

@@ -38,9 +38,10 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class Dataset:
         name = next(iter(self.arrays))
         return self.arrays[name].shape[self.axes[name]]
 
-    def take(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "Dataset":
+    def take(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> Dataset:
         index = np.asarray(index, dtype=np.intp)
         arrays = {k: np.take(a, index, axis=self.axes[k]) for k, a in self.arrays.items()}
         return Dataset(arrays, self.axes, name or self.name)
@@ -77,10 +78,10 @@ class Dataset:
         for start in range(0, len(order), size):
             yield dict(self.take(order[start:start + size]).arrays)
 
-    def split(self, fraction: float, seed: int) -> tuple["Dataset", "Dataset | None"]:
+    def split(self, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
         """(the rest, a random ``fraction`` of the examples) — the split is fixed by ``seed``."""
         n = len(self)
-        k = int(round(n * fraction))
+        k = round(n * fraction)
         if k == 0:
             return self, None
         if k >= n:
@@ -98,7 +99,7 @@ class Splits:
 
 
 # ---- the batch axis -------------------------------------------------------------------------
-def batch_dim(model: "Model") -> str:
+def batch_dim(model: Model) -> str:
     """The symbolic dim shared by every input (``B`` preferred); an error if none or several."""
     shapes = {name: shape for name, (_dt, shape) in model.inputs.items()}
     common: set[str] | None = None
@@ -119,7 +120,7 @@ def batch_dim(model: "Model") -> str:
                      f"{', '.join(sorted(common))} ({described})", hint="name the batch dim B")
 
 
-def batch_axes(model: "Model") -> dict[str, int]:
+def batch_axes(model: Model) -> dict[str, int]:
     """Each input's batch axis: where the batch dim stands in its declared shape."""
     dim = batch_dim(model)
     out = {}
@@ -132,7 +133,7 @@ def batch_axes(model: "Model") -> dict[str, int]:
     return out
 
 
-def example_shape(model: "Model", name: str, numel: int | None = None) -> tuple[int, ...]:
+def example_shape(model: Model, name: str, numel: int | None = None) -> tuple[int, ...]:
     """The shape of one example of input ``name`` (its shape without the batch axis).
 
     One symbolic size that the spec does not fix may be solved from ``numel``,
@@ -159,14 +160,14 @@ def example_shape(model: "Model", name: str, numel: int | None = None) -> tuple[
     return out
 
 
-def stack_examples(model: "Model", name: str, rows: np.ndarray) -> np.ndarray:
+def stack_examples(model: Model, name: str, rows: np.ndarray) -> np.ndarray:
     """Rows [N, k] (one flat example each) -> the input's layout, the examples along its batch axis."""
     shape = example_shape(model, name, rows.shape[1])
     return np.moveaxis(rows.reshape((rows.shape[0], *shape)), 0, batch_axes(model)[name])
 
 
 # ---- checking ---------------------------------------------------------------------------------
-def dataset(model: "Model", arrays: Mapping[str, Any], *, name: str = "data", required: bool = True) -> Dataset:
+def dataset(model: Model, arrays: Mapping[str, Any], *, name: str = "data", required: bool = True) -> Dataset:
     """Check arrays against the model's inputs (dtype, symbolic shape, class ids) and wrap them."""
     try:
         checked, _dims = model.bind_inputs(arrays, required=required)
@@ -178,7 +179,7 @@ def dataset(model: "Model", arrays: Mapping[str, Any], *, name: str = "data", re
 
 
 # ---- files ------------------------------------------------------------------------------------
-def load(path: str | Path, model: "Model", *, required: bool = True) -> Dataset:
+def load(path: str | Path, model: Model, *, required: bool = True) -> Dataset:
     """Read a .npz, .npy or .csv file as the model's inputs (see the module docstring for the rules)."""
     path = Path(path)
     if not path.is_file():
@@ -192,7 +193,7 @@ def load(path: str | Path, model: "Model", *, required: bool = True) -> Dataset:
     return dataset(model, arrays, name=str(path), required=required)
 
 
-def _read_npz(path: Path, model: "Model", required: bool) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files if k in model.inputs}
         others = [k for k in f.files if k not in model.inputs]
@@ -208,7 +209,7 @@ def _read_npz(path: Path, model: "Model", required: bool) -> dict[str, np.ndarra
     return arrays
 
 
-def _read_npy(path: Path, model: "Model", required: bool) -> dict[str, np.ndarray]:
+def _read_npy(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]:
     a = np.load(path, allow_pickle=False)
     names = list(model.inputs)
     floats = [n for n, (dt, _s) in model.inputs.items() if dt.startswith("f")]
@@ -221,7 +222,7 @@ def _read_npy(path: Path, model: "Model", required: bool) -> dict[str, np.ndarra
                           f"or as .csv")
 
 
-def _read_csv(path: Path, model: "Model", required: bool) -> dict[str, np.ndarray]:
+def _read_csv(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]:
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
     if not rows:
@@ -249,7 +250,7 @@ def _read_csv(path: Path, model: "Model", required: bool) -> dict[str, np.ndarra
     return out
 
 
-def _csv_columns(path: Path, model: "Model", header: list[str] | None, width: int, required: bool
+def _csv_columns(path: Path, model: Model, header: list[str] | None, width: int, required: bool
                  ) -> dict[str, list[int]]:
     """Which columns fill which input (the rule is in the module docstring)."""
     names = list(model.inputs)
@@ -291,7 +292,7 @@ def _is_number(s: str) -> bool:
 
 
 # ---- built-in datasets ------------------------------------------------------------------------
-def load_dataset(name: str, model: "Model") -> Splits:
+def load_dataset(name: str, model: Model) -> Splits:
     """A built-in dataset laid out for ``model``: its training part and its fixed held-out test split."""
     if name not in DATASETS:
         raise InputError(f"unknown dataset '{name}'", hint=did_you_mean(name, DATASETS)
@@ -330,7 +331,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return images / 16.0, labels.astype(np.int64)
 
 
-def _fit_images(model: "Model", images: np.ndarray, labels: np.ndarray, name: str) -> dict[str, np.ndarray]:
+def _fit_images(model: Model, images: np.ndarray, labels: np.ndarray, name: str) -> dict[str, np.ndarray]:
     """Images [N, 8, 8] and labels [N] as the model's float input and (if any) its integer input."""
     floats = [n for n, (dt, _s) in model.inputs.items() if dt.startswith("f")]
     ints = [n for n, (dt, _s) in model.inputs.items() if not dt.startswith("f")]
@@ -348,7 +349,7 @@ def _fit_images(model: "Model", images: np.ndarray, labels: np.ndarray, name: st
     return arrays
 
 
-def load_any(model: "Model", *, data: str | Path | None = None, dataset_name: str | None = None,
+def load_any(model: Model, *, data: str | Path | None = None, dataset_name: str | None = None,
              required: bool = True) -> Splits:
     """``--data FILE`` or ``--dataset NAME`` (exactly one)."""
     if (data is None) == (dataset_name is None):

@@ -19,8 +19,9 @@ by the reference interpreter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def _perturbed_scan(e: Eqn) -> tuple[Eqn, list[tuple[str, Value]]]:
     return new, list(zip(names, outer))
 
 
-def grad_flow(model: "Model", params: Mapping[str, np.ndarray], batch: Mapping[str, Any], *,
+def grad_flow(model: Model, params: Mapping[str, np.ndarray], batch: Mapping[str, Any], *,
               seed: int = 0) -> list[StateFlow]:
     """||dL/dS_t|| per step for every state of every top-level recurrence (empty if there is none)."""
     flows = []
@@ -97,7 +98,7 @@ def grad_flow(model: "Model", params: Mapping[str, np.ndarray], batch: Mapping[s
     return flows
 
 
-def state_gradients(model: "Model", params: Mapping[str, np.ndarray], batch: Mapping[str, Any], *,
+def state_gradients(model: Model, params: Mapping[str, np.ndarray], batch: Mapping[str, Any], *,
                     seed: int = 0) -> list[tuple[str, Span | None, np.ndarray]]:
     """(state name, recurrence span, dL/dS: [T, ...]) for every state read back at a lag."""
     prog = model.program

@@ -15,8 +15,9 @@ Out: the mean loss and one metric:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class Metric:
         return f"{value:.2%}" if self.name == "accuracy" else f"{value:.4g}"
 
 
-def choose_metric(model: "Model") -> Metric | None:
+def choose_metric(model: Model) -> Metric | None:
     prog = model.program
     by_uid = {i.value.uid: i.name for i in prog.inputs}
     outputs = {n: s for n, s in model.outputs.items() if n != "loss"}
@@ -65,7 +66,7 @@ def choose_metric(model: "Model") -> Metric | None:
     return None
 
 
-def evaluate(model: "Model", params: Mapping[str, np.ndarray], data: "Dataset", metric: Metric | None,
+def evaluate(model: Model, params: Mapping[str, np.ndarray], data: Dataset, metric: Metric | None,
              *, batch: int = 256, seed: int = 0) -> dict[str, float]:
     """Mean loss (weighted by batch size) and the metric over ``data``, in inference mode."""
     loss_sum, n, m_sum, m_count = 0.0, 0, 0.0, 0

@@ -17,12 +17,12 @@ from them and descends into the body.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import SpeccError, Span
+from .errors import Span, SpeccError
 from .interpret import run_graph
 from .ir import Eqn, Graph, Value
 from .ops import REGISTRY, RefContext

@@ -20,8 +20,8 @@ The update rules (``g`` the gradient, ``lr`` the scheduled learning rate,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

@@ -7,8 +7,9 @@ Out: PNG files; each function returns the path it wrote.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,7 +27,7 @@ def _pyplot():
     return plt
 
 
-def plot_history(history: "History", path: str | Path, title: str = "") -> Path:
+def plot_history(history: History, path: str | Path, title: str = "") -> Path:
     """Loss per epoch (train and validation) and, beside it, the metric per epoch."""
     plt = _pyplot()
     epochs = [r.epoch for r in history.records]
@@ -56,7 +57,7 @@ def plot_history(history: "History", path: str | Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
-def plot_grad_flow(flows: Sequence[tuple[str, Sequence["StateFlow"]]], path: str | Path, title: str = "") -> Path:
+def plot_grad_flow(flows: Sequence[tuple[str, Sequence[StateFlow]]], path: str | Path, title: str = "") -> Path:
     """||dL/dS_t|| against t on a log scale, one line per state and per moment (e.g. before/after training)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -81,7 +82,7 @@ def plot_reconstructions(images: np.ndarray, recons: np.ndarray, path: str | Pat
     plt = _pyplot()
     images = np.asarray(images, dtype=np.float64).reshape(len(images), -1)[:n]
     recons = np.asarray(recons, dtype=np.float64).reshape(len(recons), -1)[:n]
-    side = int(round(np.sqrt(images.shape[1])))
+    side = round(np.sqrt(images.shape[1]))
     shape = (side, side) if side * side == images.shape[1] else (1, images.shape[1])
     cols = min(8, len(images))
     rows = 2 * int(np.ceil(len(images) / cols))

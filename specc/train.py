@@ -27,16 +27,17 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
-from .errors import InputError
 from .data import DATASETS, Dataset, Splits, dataset, load, load_dataset
+from .errors import InputError
 from .metrics import Metric, choose_metric, evaluate
 from .nanguard import first_nonfinite, nonfinite_error
 from .optim import OptState, clip_by_global_norm, learning_rate, make_optimizer
@@ -98,7 +99,7 @@ class History:
                 "history": [asdict(r) for r in self.records], "grad_flow": self.grad_flow, "files": self.files}
 
     @classmethod
-    def from_records(cls, model: str, config: dict, metric: str | None, records: list[dict]) -> "History":
+    def from_records(cls, model: str, config: dict, metric: str | None, records: list[dict]) -> History:
         return cls(model, config, metric, [EpochRecord(**r) for r in records])
 
 
@@ -126,7 +127,7 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed % 2**32, SHUFFLE_STREAM, epoch]).permutation(n)
 
 
-def as_splits(model: "Model", data: Any) -> Splits:
+def as_splits(model: Model, data: Any) -> Splits:
     """Whatever ``data`` is (see :func:`train`) as a Splits."""
     if isinstance(data, Splits):
         return data
@@ -145,9 +146,9 @@ def as_splits(model: "Model", data: Any) -> Splits:
 class Trainer:
     """One training run.  ``Trainer(model, data, epochs=3).fit()`` returns the :class:`History`."""
 
-    def __init__(self, model: "Model", data: Any, *, config: TrainConfig | None = None,
+    def __init__(self, model: Model, data: Any, *, config: TrainConfig | None = None,
                  checkpoint: str | Path | None = None, resume: str | Path | None = None,
-                 progress: bool = True, console: "Console | None" = None, plots: str | Path | None = None,
+                 progress: bool = True, console: Console | None = None, plots: str | Path | None = None,
                  grad_flow: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None,
                  **overrides: Any):
         self.model = model
@@ -288,7 +289,7 @@ class Trainer:
                 "seconds": history.seconds}
         ckpt_io.save(self.checkpoint, ckpt_io.Checkpoint(params, state, meta))
 
-    def _grad_flow(self, params) -> "list[StateFlow]":
+    def _grad_flow(self, params) -> list[StateFlow]:
         from .gradflow import grad_flow
 
         batch = dict(self.train_set.take(np.arange(min(len(self.train_set), self.cfg.batch))).arrays)
@@ -328,7 +329,7 @@ class Trainer:
             for kind, path in history.files.items():
                 self.out.print(f"wrote {kind} plot: {path}")
 
-    def _bar(self, epoch: int, steps: int) -> "_EpochBar":
+    def _bar(self, epoch: int, steps: int) -> _EpochBar:
         return _EpochBar(self, epoch, steps)
 
     def _summary(self, history: History) -> None:
@@ -369,7 +370,7 @@ class _EpochBar:
         self.trainer, self.epoch, self.steps = trainer, epoch, steps
         self.progress = None
 
-    def __enter__(self) -> "_EpochBar":
+    def __enter__(self) -> Self:
         if not self.trainer.show:
             return self
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -401,7 +402,7 @@ class _EpochBar:
             self.progress.stop()
 
 
-def train(model: "Model | str | Path", data: Any, **options: Any) -> History:
+def train(model: Model | str | Path, data: Any, **options: Any) -> History:
     """Train ``model`` on ``data`` and return the :class:`History`.
 
     ``data``: a path (.npz, .npy, .csv), a built-in dataset's name (``"digits"``),
