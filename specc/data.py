@@ -255,17 +255,13 @@ def _csv_columns(path: Path, model: Model, header: list[str] | None, width: int,
     """Which columns fill which input (the rule is in the module docstring)."""
     names = list(model.inputs)
     if header is None:
-        out, start = {}, 0
-        for k, name in enumerate(names):
-            left = width - start
-            later = [example_shape(model, n) for n in names[k + 1:]] if k + 1 < len(names) else []
-            size = left - sum(math.prod(s) for s in later)
-            size = math.prod(example_shape(model, name, size if size > 0 else None))
-            out[name] = list(range(start, start + size))
-            start += size
-        if start != width:
-            raise InputError(f"{path} has {width} columns but one example of the model's inputs holds {start}")
-        return out
+        try:
+            return _columns_in_order(path, model, names, width)
+        except InputError:
+            floats = [n for n in names if model.inputs[n][0].startswith("f")]
+            if required or floats == names:
+                raise
+            return _columns_in_order(path, model, floats, width)  # specc run: no label columns
     out = {name: [] for name in names}
     free = []
     for j, col in enumerate(header):
@@ -281,6 +277,20 @@ def _csv_columns(path: Path, model: Model, header: list[str] | None, width: int,
         raise InputError(f"{path} has no column for input '{empty[0]}'",
                          hint=f"add a column named '{empty[0]}' (or '{empty[0]}_0', '{empty[0]}_1', ...)")
     return {n: cols for n, cols in out.items() if cols}
+
+
+def _columns_in_order(path: Path, model: Model, names: list[str], width: int) -> dict[str, list[int]]:
+    """Columns to ``names`` in order, each taking one example's worth (one may be solved from the width)."""
+    out, start = {}, 0
+    for k, name in enumerate(names):
+        later = sum(math.prod(example_shape(model, n)) for n in names[k + 1:])
+        size = width - start - later
+        size = math.prod(example_shape(model, name, size if size > 0 else None))
+        out[name] = list(range(start, start + size))
+        start += size
+    if start != width:
+        raise InputError(f"{path} has {width} columns but one example of the model's inputs holds {start}")
+    return out
 
 
 def _is_number(s: str) -> bool:

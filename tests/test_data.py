@@ -124,6 +124,11 @@ def test_csv_without_header_fills_inputs_in_declared_order(mlp, seq, tmp_path):
     d = data.load(tmp_path / "s.csv", seq)
     assert d.arrays["x"].shape == (5, 3, 2)
     np.testing.assert_allclose(d.arrays["x"], xs.transpose(1, 0, 2), rtol=1e-6)
+    # without labels (specc run): the float input alone
+    _write_csv(tmp_path / "x.csv", None, x.tolist())
+    with pytest.raises(InputError):
+        data.load(tmp_path / "x.csv", mlp)
+    assert set(data.load(tmp_path / "x.csv", mlp, required=False).arrays) == {"x"}
 
 
 def test_csv_errors(mlp, tmp_path):
