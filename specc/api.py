@@ -9,6 +9,7 @@ pass (through the reference interpreter until a compiled backend is chosen).
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,7 +20,7 @@ from .config import TrainConfig, train_config
 from .errors import InputError, ModelError, Source, SpeccError
 from .initializers import initialize, param_rng
 from .interpret import interpret
-from .ir import NUMPY_DTYPES, Program, Value, prune, verify_program
+from .ir import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
 
 TARGETS = ("cpu", "interp")
 DTYPE_NAMES = {"float32": "f32", "float64": "f64", "f32": "f32", "f64": "f64"}
@@ -71,6 +72,7 @@ class Model:
         self.source = source
         self.dtype = "float64" if program.float_dtype == "f64" else "float32"
         self._grad_programs: dict[bool, Any] = {}
+        self._compiled: dict[tuple, tuple[list[int], Any]] = {}
 
     # -- description -----------------------------------------------------------------------
     @property
@@ -167,8 +169,35 @@ class Model:
                              f": every output needs it")
         args = [arrays.get(i.name) for i in self.program.inputs]
         graph = prune(self.program.graph, tuple(self.program.output(n) for n in wanted))
-        outs = interpret(graph, args + self.check_params(params), dims, seed=seed, training=training)
+        outs = self._run(("forward", tuple(wanted)), graph, args + self.check_params(params), dims, seed, training)
         return dict(zip(wanted, outs))
+
+    def _run(self, key: tuple, graph: Graph, args: list, dims: Mapping[str, int], seed: int,
+             training: bool) -> list[np.ndarray]:
+        """Run a graph on this model's target: the reference interpreter, or optimised and compiled code."""
+        if self.target == "interp":
+            return interpret(graph, args, dims, seed=seed, training=training)
+        keep, kernel = self._kernel(key, graph)
+        return kernel([args[i] for i in keep], dims, seed=seed, training=training)
+
+    def _kernel(self, key: tuple, graph: Graph) -> tuple[list[int], Any]:
+        """Optimise and compile a graph once per model (inputs it no longer reads are dropped)."""
+        if key not in self._compiled:
+            from . import passes
+            from .runtime import compile_graph
+
+            opt = passes.optimize(graph)
+            used = _used_inputs(opt)
+            keep = [i for i, v in enumerate(opt.inputs) if v.uid in used]
+            sub = Graph(tuple(opt.inputs[i] for i in keep), opt.eqns, opt.outputs)
+            self._compiled[key] = (keep, compile_graph(sub, target=self.target, name=f"{self.name}_{key[0]}"))
+        return self._compiled[key]
+
+    def kernel(self, kind: str = "grad"):
+        """The compiled kernel of the forward or the forward-and-backward graph (compiled on first use)."""
+        if kind == "forward":
+            return self._kernel(("forward", self.program.output_names), self.program.graph)[1]
+        return self._kernel(("grad", False), self.grad_program().graph)[1]
 
     def grad_program(self, wrt_inputs: bool = False):
         """The forward-and-backward IR (built once per model)."""
@@ -188,7 +217,7 @@ class Model:
         arrays, dims = self.bind_inputs(inputs)
         gp = self.grad_program(wrt_inputs)
         args = [arrays[i.name] for i in self.program.inputs] + self.check_params(params)
-        outs = interpret(gp.graph, args, dims, seed=seed, training=training)
+        outs = self._run(("grad", bool(wrt_inputs)), gp.graph, args, dims, seed, training)
         return outs[0], dict(zip(gp.wrt, outs[gp.n_forward:]))
 
     def __repr__(self) -> str:
@@ -196,15 +225,23 @@ class Model:
                f"target={self.target}, dtype={self.dtype}>"
 
 
-def compile(spec: str | Path, target: str = "cpu", dtype: str | None = None, model: str | None = None) -> Model:
-    """Compile a .nn spec (a path or source text) into a :class:`Model`."""
+def compile(spec: str | Path, target: str | None = None, dtype: str | None = None,
+            model: str | None = None) -> Model:
+    """Compile a .nn spec (a path or source text) into a :class:`Model`.
+
+    ``target``: "cpu" (optimised, Numba-compiled kernels, built on first use and cached on
+    disk) or "interp" (the NumPy reference interpreter); default ``$SPECC_TARGET``, else "cpu".
+    """
+    target = target or os.environ.get("SPECC_TARGET", "cpu")
     if target not in TARGETS:
         raise SpeccError(f"unknown target '{target}'", hint=f"choose one of {', '.join(TARGETS)}")
     if dtype is not None and dtype not in DTYPE_NAMES:
         raise SpeccError(f"unknown dtype '{dtype}'", hint="choose float32 or float64")
     source = load_source(spec)
     prog = build_program(source, DTYPE_NAMES.get(dtype) if dtype else None, model)
-    return Model(prog, target, source)
+    compiled = Model(prog, target, source)
+    compiled.train_config()  # validate the `train { }` block now: a bad setting is a compile error at its item
+    return compiled
 
 
 # ---- helpers -----------------------------------------------------------------------------
@@ -270,3 +307,8 @@ def _depends_on(prog: Program, out: Value, missing: list[Value]) -> bool:
         if any(i.uid in tainted for i in eqn.inputs):
             tainted.update(o.uid for o in eqn.outputs)
     return out.uid in tainted
+
+
+def _used_inputs(graph: Graph) -> set[int]:
+    used = {v.uid for e in graph.eqns for v in e.inputs} | {v.uid for v in graph.outputs}
+    return used

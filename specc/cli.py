@@ -128,7 +128,8 @@ def add_train_commands(command) -> None:
     t.add_argument("--clip", type=float, help="clip gradients to this global norm")
     t.add_argument("--seed", type=int, help="seed of the parameters, the shuffling and random ops")
     t.add_argument("--val-split", type=float, help="fraction of the training data held out for validation")
-    t.add_argument("--target", choices=["cpu", "interp"], default="cpu", help="where to run (default cpu)")
+    t.add_argument("--target", choices=["cpu", "interp"], default=None,
+                   help="where to run: cpu (compiled kernels) or interp (reference interpreter); default $SPECC_TARGET or cpu")
     t.add_argument("-o", "--output", type=Path, metavar="CKPT",
                    help="checkpoint file, written every epoch (default: SPEC.ckpt.npz here)")
     t.add_argument("--resume", type=Path, metavar="CKPT", help="continue the run saved in this checkpoint")
