@@ -704,11 +704,13 @@ def scan(e: Emitter, eqn: Eqn) -> None:
         for bv, v in zip(body.inputs[:nc], consts):
             e.alias(bv, v)
         for bv, v in zip(body.inputs[nc:nc + ns], seqs):
-            if v.uid in e.views:  # read in place through the view: row t of it
+            if v.uid in e.arrays:
+                e.lines(f"{e.define(bv)} = {e.name(v)}[{t}]")
+            elif v.uid in e.views:  # read in place through the view: row t of it
                 e.views[bv.uid] = (v, lambda idx, t=t: [t, *idx])
                 e.lines.comment(f"{e.define_view(bv)} = row {t} of {e.define_view(v)}, read in place")
-            else:
-                e.lines(f"{e.define(bv)} = {e.name(v)}[{t}]")
+            else:  # a literal
+                e.alias(bv, v)
         lagged = iter(body.inputs[nc + ns:])
         init = iter(inits)
         for hist, (_name, lag) in zip(history, p["states"]):
