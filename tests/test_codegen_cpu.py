@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -303,7 +302,7 @@ def test_lifting_random_draws_keeps_the_ir_valid() -> None:
 def test_inputs_are_checked(compiled) -> None:
     from specc.errors import InputError
 
-    model, graph, kernel = compiled("lstm", "f32", "plain")
+    model, _, kernel = compiled("lstm", "f32", "plain")
     dims = dims_for(model.program, BINDINGS[0])
     args = make_args(model, dims, seed=0)
     with pytest.raises(InputError, match="expected"):

@@ -98,7 +98,7 @@ def missing_lowerings(target: str) -> list[str]:
     return sorted(name for name in REGISTRY if name not in table)
 
 
-from . import cpu  # noqa: E402  (registers the CPU generator and its rules)
+from . import cpu  # registers the CPU generator and its rules (after the definitions it imports)
 
 __all__ = [
     "GENERATORS",

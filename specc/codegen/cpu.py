@@ -35,6 +35,7 @@ module holds the :class:`Emitter` they write with and the generator.
 from __future__ import annotations
 
 import keyword
+import math
 import re
 from contextlib import ExitStack, contextmanager
 from pathlib import PurePath
@@ -42,7 +43,6 @@ from typing import Callable, Iterator, Sequence
 
 from ..dims import Dim, Shape, parse_dim, shape_str
 from ..ir import Eqn, Graph, Value
-from ..ops import REGISTRY
 from ..ops.core import ONE
 from . import GENERATORS, LOWERINGS, GeneratedModule
 from .lift import lift_random
@@ -217,7 +217,7 @@ class Emitter:
             text = str(int(value))
             return f"({text})" if text.startswith("-") else text
         x = float(value)
-        if x != x:
+        if math.isnan(x):
             text = "np.nan"
         elif x in (float("inf"), float("-inf")):
             text = "np.inf" if x > 0 else "-np.inf"
@@ -385,7 +385,7 @@ def graph_dims(graph: Graph) -> list[str]:
             for v in e.outputs:
                 for d in v.shape:
                     add_dim(d)
-            for key, p in e.params.items():
+            for p in e.params.values():
                 if isinstance(p, Graph):
                     visit(p)
                 else:
@@ -451,6 +451,6 @@ class CpuGenerator:
 
 GENERATORS[TARGET] = CpuGenerator
 
-from . import cpu_rules  # noqa: E402,F401  (registers the CPU lowering rules)
+from . import cpu_rules  # noqa: F401  (registers the CPU lowering rules)
 
 __all__ = ["CpuGenerator", "Emitter", "graph_dims", "needs_array", "sanitize"]

@@ -51,15 +51,18 @@ def {name}(x):
 
 
 def _gelu(name: str, dt: str) -> str:
-    lit = lambda v: Emitter.lit(v, dt)  # noqa: E731
+    def lit(v: float) -> str:
+        return Emitter.lit(v, dt)
+
+    tanh = "tanh_f32" if dt == "f32" else "np.tanh"  # the float32 helper is added with this one
     return f'''{NJIT}
 def {name}(x):
     """x * Phi(x), the tanh approximation."""
-    return {lit(0.5)} * x * ({lit(1.0)} + np.tanh({lit(0.7978845608028654)} * (x + {lit(0.044715)} * x * x * x)))
+    return {lit(0.5)} * x * ({lit(1.0)} + {tanh}({lit(0.7978845608028654)} * (x + {lit(0.044715)} * x * x * x)))
 '''
 
 
-def _tanh(name: str, dt: str) -> str:
+def _tanh_source(name: str, dt: str) -> str:
     """float32 only: libm's tanhf, which Numba calls, is four times slower here than exp (NumPy's is SIMD)."""
     return f'''{NJIT}
 def {name}(x):
@@ -105,7 +108,7 @@ HELPERS: dict[str, Callable[[str, str | None], str]] = {
     "sigmoid": _sigmoid,
     "softplus": _softplus,
     "gelu": _gelu,
-    "tanh": _tanh,
+    "tanh": _tanh_source,
     "wrap_index": _wrap_index,
     "slice_start": _slice_start,
 }
@@ -127,6 +130,16 @@ def _call(fn: str) -> ScalarRule:
 
 def _helper(kind: str) -> ScalarRule:
     return lambda e, q, a: f"{e.helper(kind, _dt(q))}({a[0]})"
+
+
+def _tanh(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
+    return f"{e.helper('tanh', 'f32')}({a[0]})" if _dt(q) == "f32" else f"np.tanh({a[0]})"
+
+
+def _gelu_rule(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
+    if _dt(q) == "f32":
+        e.helper("tanh", "f32")
+    return f"{e.helper('gelu', _dt(q))}({a[0]})"
 
 
 def _infix(op: str) -> ScalarRule:
@@ -153,12 +166,12 @@ SCALAR: dict[str, ScalarRule] = {
     "log": _call("np.log"),
     "sqrt": _call("np.sqrt"),
     "abs": _call("abs"),
-    "tanh": lambda e, q, a: f"{e.helper('tanh', 'f32')}({a[0]})" if _dt(q) == "f32" else f"np.tanh({a[0]})",
+    "tanh": _tanh,
     "sigmoid": _helper("sigmoid"),
     "relu": lambda e, q, a: f"max({a[0]}, {e.lit(0.0, _dt(q))})",
     "leaky_relu": _leaky_relu,
     "elu": _elu,
-    "gelu": _helper("gelu"),
+    "gelu": _gelu_rule,
     "softplus": _helper("softplus"),
     "add": _infix("+"),
     "sub": _infix("-"),
@@ -174,10 +187,10 @@ SCALAR: dict[str, ScalarRule] = {
     "sign": _call("np.sign"),
     "ge": lambda e, q, a: _indicator(e, q, f"{a[0]} >= {a[1]}"),
 }
-CONSTANT = ("full", "size")
+CONSTANT = ("full", "size")  # no inputs: a literal (or dim arithmetic) wherever elementwise code reads them
 # Ops whose code reads its inputs element by element through Emitter.element/load: their inputs may be
 # literals or views (see needs_array); every other op indexes arrays directly.
-ELEMENT_READERS = {*SCALAR, "fused", "concat", "getitem", "transpose"}  # no inputs: a literal (or dim arithmetic) wherever elementwise code reads them
+ELEMENT_READERS = {*SCALAR, "fused", "concat", "getitem", "transpose"}
 
 
 def _indicator(e: Emitter, q: Eqn, condition: str) -> str:
@@ -594,7 +607,7 @@ def _index_map(e: Emitter, x: Value, index, part: Value) -> Callable[[Sequence[s
                 e.lines(f"{name} = {e.helper('wrap_index')}({e.dim(k)}, {e.dim(n)})")
                 where.append(name)
         else:
-            _, lo, hi, step = entry
+            _, lo, _hi, step = entry  # the stop only sets the length: part's shape
             if lo is None:
                 start = "0"
             elif lo.is_const and n.is_const:
