@@ -134,7 +134,14 @@ def backprop(ctx_builder: GraphBuilder, eqns: Sequence[Eqn], seeds: dict[int, Va
                 raise AssertionError(f"VJP of {e.op} gives {ct.type} for an input of type {v.type}")
             prev = cts.get(v.uid)
             cts[v.uid] = ct if prev is None else g.add(prev, ct)
+            _name_cotangent(ctx_builder, v, cts[v.uid])
     return cts
+
+
+def _name_cotangent(b: GraphBuilder, v: Value, ct: Value) -> None:
+    """Call the cotangent of ``h`` ``d_h`` (readable backward IR and generated code)."""
+    if v.name and ct.name is None and b.owns(ct) and not any(ct is i for i in b.inputs):
+        object.__setattr__(ct, "name", "d_" + v.name)  # a fresh temporary, not yet in a published graph
 
 
 @dataclass(frozen=True)

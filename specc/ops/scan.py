@@ -152,6 +152,7 @@ def _vjp(g, eqn, cts, needed):
         for lag in range(1, k + 1):
             lo = Dim.const(lag if rev else k - lag)
             shifted[(i, lag)] = g.emit("getitem", [ext], index=(("slice", lo, lo + length, 1),))
+            object.__setattr__(shifted[(i, lag)], "name", f"{states[i][0]}.prev{lag}")  # fresh: name it
 
     # the backward body
     bb = GraphBuilder()
