@@ -69,6 +69,7 @@ class SpeccError(Exception):
     notes: list[str] = field(default_factory=list)
     hint: str | None = None
     kind: str = "error"
+    related: list[tuple[str, Span]] = field(default_factory=list)  # other places worth showing, with a label
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.message)
@@ -82,6 +83,10 @@ class SpeccError(Exception):
         out.append(f"{where}{self.kind}: {self.message}")
         if self.span and self.span.source:
             out.extend(underline(self.span))
+        for label, span in self.related:
+            out.append(f"  note: {span}: {label}")
+            if span.source is not None:
+                out.extend(underline(span))
         for note in self.notes:
             out.append(f"  note: {note}")
         if self.hint:
@@ -139,9 +144,12 @@ class IRError(SpeccError):
     """The IR verifier found a broken invariant (a compiler bug, not a user error)."""
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str | None:
+    """'did you mean 'x'?' for the closest candidate (or the ``n`` closest), or None if none is close."""
+    close = difflib.get_close_matches(name, sorted(set(candidates) - {name}), n=n, cutoff=0.6)
+    if not close:
+        return None
+    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
 
 
 def join_names(names: Sequence[str]) -> str:
