@@ -16,6 +16,7 @@ from ..dims import shape_str
 from ..ir import TensorType
 from .core import REGISTRY, Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
 from .nn import _windows, conv_out
+from .structural import index_key
 
 
 def _same(ins, p):
@@ -52,15 +53,7 @@ def _getitem_grad_infer(ins, p):
 
 def _getitem_grad_ref(ctx, ins, p):
     out = np.zeros(ctx.shape(p["in_shape"]), dtype=ins[0].dtype)
-    key = []
-    for entry in p["index"]:
-        if entry[0] == "int":
-            key.append(ctx.dim(entry[1]))
-        else:
-            lo = None if entry[1] is None else ctx.dim(entry[1])
-            hi = None if entry[2] is None else ctx.dim(entry[2])
-            key.append(slice(lo, hi, entry[3]))
-    out[tuple(key)] = ins[0]
+    out[index_key(ctx, p["index"])] = ins[0]
     return [out]
 
 

@@ -144,17 +144,21 @@ def _getitem_infer(ins, params):
     return [TensorType(x.dtype, tuple(out))]
 
 
-def _getitem_ref(ctx, ins, params):
-    (x,) = ins
+def index_key(ctx, index) -> tuple:
+    """A getitem index with its sizes resolved: a NumPy subscript."""
     key = []
-    for entry in params["index"]:
+    for entry in index:
         if entry[0] == "int":
             key.append(ctx.dim(entry[1]))
         else:
             lo = None if entry[1] is None else ctx.dim(entry[1])
             hi = None if entry[2] is None else ctx.dim(entry[2])
             key.append(slice(lo, hi, entry[3]))
-    return [np.array(x[tuple(key)], copy=True)]  # a copy, 0-d for an all-int index
+    return tuple(key)
+
+
+def _getitem_ref(ctx, ins, params):
+    return [np.array(ins[0][index_key(ctx, params["index"])], copy=True)]  # a copy, 0-d for an all-int index
 
 
 register(Op("getitem", _getitem_infer, _getitem_ref, n_inputs=1, doc="x[i], x[a:b], x[:, a:b:s]"))
