@@ -14,7 +14,12 @@ not a dependency), and a cycle is an error that names it.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import itertools
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +30,7 @@ from .builtins import BUILTINS, Axes, IntOrPair, Shape, Size, Tensor, signature_
 from .dims import Dim, as_dim, numel, shape_str
 from .errors import (
     ArgumentError,
+    ConfigError,
     DTypeError,
     ModelError,
     RecurrenceError,
@@ -42,8 +48,10 @@ INITIALIZERS = {  # name -> (min args, max args)
     "zeros": (0, 0), "ones": (0, 0), "constant": (1, 1), "normal": (0, 1), "uniform": (0, 2),
     "glorot": (0, 0), "he": (0, 0), "orthogonal": (0, 1),
 }
+SHAPE_HOLES = {"reshape"}  # builtins whose shape argument may hold one -1
 BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
 STDLIB = Path(__file__).resolve().parent / "lib" / "std.nn"
+STD_NAME = "<std>/std.nn"  # how errors name the standard library: the same on every machine
 
 
 # ---- the environment -------------------------------------------------------------------
@@ -58,6 +66,7 @@ class Scope:
     parent: "Scope | None" = None
     values: dict[str, tuple[Any, Span]] = field(default_factory=dict)  # tensors (Value) or constants
     dims: dict[str, DimInfo] = field(default_factory=dict)
+    recur_locals: dict[str, tuple[Span, str]] = field(default_factory=dict)  # private to a recur block: span, var
 
     def value(self, name: str) -> tuple[Value, Span] | None:
         s: Scope | None = self
@@ -133,23 +142,19 @@ def load_module(source: Source, *, stdlib: bool = True) -> Module:
     mod = Module({}, [], [], [], [])
     seen: set[str] = set()
 
-    def add(src: Source, is_root: bool) -> None:
+    def add(src: Source, is_root: bool, tree: A.Module | None = None) -> None:
         key = str(Path(src.name).resolve()) if src.name and not src.name.startswith("<") else src.name
         if key in seen:
             return
         seen.add(key)
         mod.sources.append(src)
-        tree = parse(src)
+        tree = tree or parse(src)
         for item in tree.items:
             if isinstance(item, A.Use):
-                base = Path(src.name).parent if not src.name.startswith("<") else Path.cwd()
-                path = (base / item.path).resolve()
-                if not path.is_file():
-                    raise SpecNameError(f"cannot find '{item.path}' (looked for {path})", item.span)
-                add(Source(str(path), path.read_text()), False)
+                add(_read_use(src, item), False)
             elif isinstance(item, A.LayerDef):
                 prev = mod.layers.get(item.name)
-                if prev is not None and prev.span.source is not None and prev.span.source.name != str(STDLIB) \
+                if prev is not None and prev.span.source is not None and prev.span.source.name != STD_NAME \
                         and prev.span.source is not src:
                     raise SpecNameError(f"layer '{item.name}' is defined twice", item.name_span,
                                         notes=[f"first defined at {prev.span}"])
@@ -159,6 +164,10 @@ def load_module(source: Source, *, stdlib: bool = True) -> Module:
                 mod.layers[item.name] = item
             elif isinstance(item, A.ModelDef):
                 if is_root:
+                    first = next((m for m in mod.models if m.name == item.name), None)
+                    if first is not None:
+                        raise SpecNameError(f"model '{item.name}' is defined twice", head_span(item.span, item.name),
+                                            notes=[f"first defined at {first.span}"])
                     mod.models.append(item)
             elif isinstance(item, A.DimDecl):
                 mod.dims.append(item)
@@ -166,9 +175,43 @@ def load_module(source: Source, *, stdlib: bool = True) -> Module:
                 mod.train.append(item)
 
     if stdlib:
-        add(Source(str(STDLIB), STDLIB.read_text()), False)
+        std_source, std_tree = _parse_stdlib(STDLIB.read_text())
+        add(std_source, False, std_tree)
     add(source, True)
     return mod
+
+
+@functools.lru_cache(maxsize=2)
+def _parse_stdlib(text: str) -> tuple[Source, A.Module]:
+    """The standard library's AST, parsed once per text (parsing dominates the compile time of a small spec)."""
+    from .parser import parse
+
+    src = Source(STD_NAME, text)
+    return src, parse(src)
+
+
+def _read_use(src: Source, item: A.Use) -> Source:
+    """The file a `use "path"` names, relative to the file that says it (to the working directory for text)."""
+    base = Path(src.name).parent if not src.name.startswith("<") else Path(".")
+    shown = os.path.normpath(base / item.path) if item.path else str(base)
+    path = Path(shown).resolve()
+    if path.is_dir():
+        raise SpecNameError(f"'{item.path}' is a directory, not a .nn file", item.span)
+    if not path.is_file():
+        raise SpecNameError(f"cannot find '{item.path}' (looked for {shown})", item.span)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecNameError(f"cannot read '{item.path}': {e}", item.span) from None
+    return Source(shown, text)
+
+
+def head_span(span: Span, name: str) -> Span:
+    """The head of a definition, `model m` or `layer f`: its keyword and name, not its whole body."""
+    if span.source is None:
+        return span
+    m = re.compile(rf"\w+\s+{re.escape(name)}\b").match(span.source.line(span.line), span.col - 1)
+    return Span(span.source, span.line, span.col, span.line, m.end() + 1) if m else span
 
 
 # ---- the elaborator --------------------------------------------------------------------
@@ -183,15 +226,17 @@ class Elaborator:
         self.streams = 0
         self.global_scope = Scope()
         self.trial = False  # checking a layer on symbolic sizes: parameter shapes may stay symbolic
+        self.declared: dict[int, Span] = {}  # uid of a model input or parameter -> its declaration
 
     # -- errors ----------------------------------------------------------------------------
     def _notes_for(self, frame: Frame, operands: Iterable[tuple[str, Value]]) -> list[str]:
+        """Each operand's type (and where it is declared), then where each size in those types was fixed."""
         notes = []
         symbols: list[str] = []
         for label, v in operands:
-            notes.append(f"{label}: {v.type}")
+            notes.append(f"{label}: {v.type}{self._provenance(frame, v)}")
             for d in v.shape:
-                for s in sorted(d.symbols):
+                for s in sorted(d.symbols) if isinstance(d, Dim) else ():
                     if s not in symbols:
                         symbols.append(s)
         for s in symbols:
@@ -201,21 +246,63 @@ class Elaborator:
         notes.extend(self._call_notes(frame))
         return notes
 
+    def _provenance(self, frame: Frame, v: Value) -> str:
+        """', declared at f.nn:3:3', or ', computed from x (declared at ...) and W (...)' one equation back."""
+        where = self._declared_at(frame, v)
+        if where is not None:
+            return f", declared at {where}"
+        eqn = next((q for q in reversed(frame.builder.eqns) if any(o is v for o in q.outputs)), None)
+        if eqn is None:
+            return ""
+        parts, seen = [], set()
+        for i in eqn.inputs:
+            at = self._declared_at(frame, i)
+            if at is not None and i.name and i.uid not in seen:
+                seen.add(i.uid)
+                parts.append(f"{i.name}: {i.type} (declared at {at})")
+        return ", computed from " + " and ".join(parts) if parts else ""
+
+    def _declared_at(self, frame: Frame, v: Value) -> Span | None:
+        """Where a model input or parameter is declared (seen through recurrence captures)."""
+        b: GraphBuilder | None = frame.builder
+        while b is not None and b.parent is not None:
+            outer = next((c.outer for c in b.captures.values() if c.inner is v), None)
+            if outer is None:
+                break
+            v, b = outer, b.parent
+        return self.declared.get(v.uid)
+
     @staticmethod
     def _call_notes(frame: Frame) -> list[str]:
         return [f"in layer '{name}' called at {span}" for name, span in reversed(frame.layer_stack)]
 
-    def _rule_error(self, e: ShapeRuleError, span: Span, frame: Frame, operands) -> SpeccError:
+    def _rule_error(self, e: ShapeRuleError, span: Span, frame: Frame, operands, *, display: str | None = None,
+                    inputs: list[Value] = (), snippets: dict[int, str] | None = None) -> SpeccError:
+        """A shape rule's complaint as a user error: named as the user wrote the op, with the operands' types."""
         cls = DTypeError if isinstance(e, DTypeRuleError) else ShapeError
-        return cls(e.message, span, notes=self._notes_for(frame, operands), hint=e.hint)
+        message = e.message
+        quoted = re.match(r"'[^']+'", message)
+        if display and quoted:  # rules name the IR op ('add', 'embedding'); say what the spec wrote ('+', 'take')
+            message = f"'{display}'" + message[quoted.end():]
+        elif display and display.isidentifier() and not message.startswith(display):
+            message = f"{display}: {message}"
+        hint = e.hint
+        if hint and "float(x)" in hint and snippets:  # name the operand to convert
+            idx = e.operand if e.operand is not None else next(
+                (i for i, v in enumerate(inputs) if not v.type.is_float), None)
+            text = snippets.get(inputs[idx].uid) if idx is not None and idx < len(inputs) else None
+            if text:
+                hint = f"convert it with float({text})"
+        return cls(message, span, notes=self._notes_for(frame, operands), hint=hint)
 
     def emit(self, frame: Frame, op: str, inputs: list[Value], params: dict, span: Span,
-             operands: list[tuple[str, Value]] | None = None, name: str | None = None) -> Value:
+             operands: list[tuple[str, Value]] | None = None, name: str | None = None,
+             display: str | None = None, snippets: dict[int, str] | None = None) -> Value:
         try:
             return frame.builder.emit1(op, inputs, params, span, name)
         except ShapeRuleError as e:
             ops = operands or [(f"operand {i + 1}", v) for i, v in enumerate(inputs)]
-            raise self._rule_error(e, span, frame, ops) from None
+            raise self._rule_error(e, span, frame, ops, display=display, inputs=inputs, snippets=snippets) from None
 
     # -- dims ------------------------------------------------------------------------------
     def dim_expr(self, e: A.Expr, scope: Scope, *, what: str = "a size") -> Dim:
@@ -245,6 +332,8 @@ class Elaborator:
             if not b.is_const or b.value <= 0:
                 raise ShapeError("sizes can only be divided by a positive integer", e.right.span)
             return a // b
+        if isinstance(e, A.EllipsisExpr):
+            raise ShapeError("'...' (any number of axes) is only allowed in the argument types of a layer", e.span)
         raise ShapeError(f"{what} must be built from integers, size names and + - * //", e.span)
 
     @staticmethod
@@ -294,27 +383,35 @@ class Elaborator:
         inputs: list[InputInfo] = []
         for p in m.inputs:
             if scope.values.get(p.name):
-                raise SpecNameError(f"input '{p.name}' is declared twice", p.span)
+                raise SpecNameError(f"input '{p.name}' is declared twice", p.span,
+                                    notes=[f"first declared at {scope.values[p.name][1]}"])
+            if scope.dim(p.name) is not None:
+                raise SpecNameError(f"input '{p.name}' has the name of a size", p.span,
+                                    hint="sizes and tensors share one namespace: rename the input")
             t = self.type_ann(p.type, scope)
             for d_ast, d in zip(p.type.dims, t.shape):
+                if d.is_const and d.value <= 0:
+                    raise ShapeError(f"a size must be positive, got {d}", d_ast.span)
                 for s in d.symbols:
                     info = scope.dim(s)
                     if info is not None and info.origin is None:
                         info.origin = f"input '{p.name}' at {d_ast.span}"
             v = self.root.add_input(Value(t, p.name))
+            self.declared[v.uid] = p.span
             scope.values[p.name] = (v, p.span)
             inputs.append(InputInfo(p.name, v, p.span))
         frame = Frame(scope, self.root, "")
         outputs, _ret = self.block(m.body, frame, kind="model")
         if "loss" not in scope.values:
-            raise ModelError(f"model '{m.name}' has no loss", m.span,
+            raise ModelError(f"model '{m.name}' has no loss", head_span(m.span, m.name),
                              hint="assign a scalar to `loss`, e.g. loss = cross_entropy(logits, y)")
         loss, loss_span = scope.values["loss"]
         if loss.shape != ():
             raise ShapeError(f"the loss must be a scalar, but it has shape {shape_str(loss.shape)}", loss_span,
-                             hint="reduce it, e.g. loss = mean(...)")
+                             notes=self._notes_for(frame, [("loss", loss)]), hint="reduce it, e.g. loss = mean(...)")
         if not loss.type.is_float:
-            raise DTypeError("the loss must be a float", loss_span)
+            raise DTypeError(f"the loss must be a float, but it is {loss.type}", loss_span,
+                             hint="convert it with float(...)")
         names = ["loss"] + [n for n in outputs if n != "loss"]
         outs = [loss] + [scope.values[n][0] for n in names[1:]]
         params = tuple(self.params.values())
@@ -332,7 +429,12 @@ class Elaborator:
         blocks = list(self.mod.train) + [s for s in m.body if isinstance(s, A.TrainBlock)]
         out: dict[str, Any] = {}
         for blk in blocks:
+            seen: dict[str, A.TrainItem] = {}
             for it in blk.items:
+                if it.key in seen:
+                    raise ConfigError(f"training setting '{it.key}' is set twice", it.span,
+                                      notes=[f"first set at {seen[it.key].span}"])
+                seen[it.key] = it
                 out[it.key] = (self.static_literal(it.value), it.span)
         return out
 
@@ -373,12 +475,20 @@ class Elaborator:
                 outputs.append(s.name)
             if isinstance(s, A.Return):
                 if kind != "layer":
-                    raise ModelError("`return` belongs in a layer; a model names its results with `output`", s.span)
+                    out = s.value.id if isinstance(s.value, A.Name) else "name = ..."
+                    raise ModelError("`return` belongs in a layer; a model names its results with `output`", s.span,
+                                     hint=f"write `output {out}`")
                 if ret is not None:
                     raise ModelError("a layer has one `return`", s.span, notes=[f"the first is at {ret.span}"])
                 ret = s
             if isinstance(s, A.Init):
                 raise RecurrenceError("`init` belongs inside a `recur` block", s.span)
+            if isinstance(s, A.TrainBlock) and kind != "model":
+                raise ConfigError("a `train` block belongs in a model or at the top level of the file", s.span)
+            if isinstance(s, A.Recur):
+                for b in s.body:
+                    if isinstance(b, A.Assign) and b.time is None:
+                        frame.scope.recur_locals.setdefault(b.name, (b.target_span, s.var))
             if isinstance(s, A.Assign) and s.time is not None:
                 raise RecurrenceError(f"'{s.name}[...] =' is only allowed inside a `recur` block", s.target_span,
                                       hint=f"write {s.name} = ...")
@@ -388,7 +498,8 @@ class Elaborator:
             if isinstance(s, A.ParamDecl):
                 self.param_decl(s, frame)
         deps = {id(s): self._stmt_refs(s, frame) & set(defs) for _, s in ordered_defs}
-        for s in self._toposort([s for _, s in ordered_defs if not isinstance(s, A.ParamDecl)], deps, defs):
+        for s in self._toposort([s for _, s in ordered_defs if not isinstance(s, A.ParamDecl)], deps, defs,
+                                in_recur=False):
             self.stmt(s, frame)
         for name in outputs:
             if frame.scope.values.get(name) is None:
@@ -435,7 +546,7 @@ class Elaborator:
         return set()
 
     def _toposort(self, stmts: list[A.Stmt], deps: dict[int, set[str]], defs: dict[str, A.Stmt],
-                  lag_note: str = "") -> list[A.Stmt]:
+                  in_recur: bool = True) -> list[A.Stmt]:
         done: set[int] = set()
         visiting: list[A.Stmt] = []
         order: list[A.Stmt] = []
@@ -447,10 +558,14 @@ class Elaborator:
             if any(v is s for v in visiting):
                 cyc = visiting[[id(v) for v in visiting].index(id(s)):] + [s]
                 names = [_stmt_label(c) for c in cyc]
+                hint = "break it with a state read at an earlier step, e.g. h[t-1]" if in_recur else \
+                    "outside a `recur` block a value cannot depend on itself; write the loop as " \
+                    "`recur t over x { ... }` with a state read at an earlier step, e.g. h[t-1]"
                 raise RecurrenceError(
                     f"cycle without a time lag: {' -> '.join(names)}", _stmt_name_span(s),
-                    notes=[f"{_stmt_label(c)} is defined at {_stmt_name_span(c)}" for c in cyc[:-1]],
-                    hint="break it with a state read at an earlier step, e.g. h[t-1]" + lag_note)
+                    notes=[f"{_stmt_label(a)} (at {_stmt_name_span(a)}) uses {_stmt_label(b)}"
+                           for a, b in itertools.pairwise(cyc)],
+                    hint=hint)
             visiting.append(s)
             for n in sorted(deps[id(s)]):
                 d = defs.get(n)
@@ -500,18 +615,24 @@ class Elaborator:
         t = self.type_ann(s.type, frame.scope)
         if not self.trial:
             for d, d_ast in zip(t.shape, s.type.dims):
-                if not d.is_const:
-                    raise ShapeError(f"parameter shapes must be fixed sizes, but '{s.name}' has {d}", d_ast.span,
-                                     hint="parameter sizes come from layer arguments (hidden=64) or fixed dims")
-                if d.value <= 0:
-                    raise ShapeError(f"parameter '{s.name}' has a non-positive size {d}", d_ast.span)
+                if not d.is_const or d.value <= 0:
+                    infos = [(n, frame.scope.dim(n)) for n in sorted(names_in(d_ast))]
+                    notes = [_dim_note(n, info) for n, info in infos if info and info.origin]
+                    what = "fixed sizes" if not d.is_const else "positive sizes"
+                    raise ShapeError(f"parameter shapes must be {what}, but '{s.name}' has {d}", d_ast.span,
+                                     notes=notes + self._call_notes(frame),
+                                     hint="parameter sizes come from layer arguments (hidden=64) or fixed dims"
+                                     if not d.is_const else None)
         init = self.initializer(s.init, t)
         full = frame.prefix + s.name
         if full in self.params:
-            raise SpecNameError(f"two parameters are both named '{full}'", s.span,
-                                notes=[f"the other comes from {self.param_calls[full]}"] + self._call_notes(frame),
-                                hint="give one of the layer calls an explicit name=\"...\"")
+            where = frame.layer_stack[-1][1] if frame.layer_stack else s.span
+            raise SpecNameError(f"two parameters are both named '{full}'", where,
+                                notes=[f"the other '{full}' comes from {self.param_calls[full]}",
+                                       f"'{s.name}' is declared at {s.span}"] + self._call_notes(frame)[1:],
+                                hint="give the layer calls different names, e.g. name=\"fc2\"")
         v = self.root.add_input(Value(t, full))
+        self.declared[v.uid] = s.span
         self.params[full] = ParamInfo(full, v, init, s.span)
         self.param_calls[full] = frame.layer_stack[-1][1] if frame.layer_stack else s.span
         frame.scope.values[s.name] = (v, s.span)
@@ -527,15 +648,18 @@ class Elaborator:
             if e.kwargs:
                 raise ArgumentError("initializer arguments are positional", e.kwargs[0].span)
             for a in e.args:
-                val = self.static_literal(a)
-                if not isinstance(val, (int, float)) or isinstance(val, bool):
+                val = _number_literal(a)
+                if val is None:
                     raise ArgumentError("initializer arguments must be numbers", a.span)
                 args.append(float(val))
-        elif isinstance(e, (A.Num, A.Neg)):
-            return Initializer("constant", (float(self.static_literal(e)),))
+        elif _number_literal(e) is not None:
+            return Initializer("constant", (float(_number_literal(e)),))
+        else:
+            raise ArgumentError("an initializer is a name (glorot), a call (normal(0.02)) or a number", e.span,
+                                hint=f"the initializers are {', '.join(INITIALIZERS)}")
         if name not in INITIALIZERS:
             raise SpecNameError(f"unknown initializer '{name}'", span,
-                                hint=did_you_mean(name or "", INITIALIZERS) or
+                                hint=did_you_mean(name, INITIALIZERS, n=2) or
                                 f"use one of {', '.join(INITIALIZERS)}")
         lo, hi = INITIALIZERS[name]
         if not lo <= len(args) <= hi:
@@ -573,6 +697,13 @@ class Elaborator:
             if name not in states:
                 raise RecurrenceError(f"'{name}' has an initial value but is never defined as {name}[{s.var}] = ...",
                                       ini.span, hint=did_you_mean(name, states))
+        for b in s.body:
+            if isinstance(b, A.Assign):
+                bare = _bare_state_read(b.value, states)
+                if bare is not None:
+                    raise RecurrenceError(
+                        f"'{bare.id}' is a state: say which step, {bare.id}[{s.var}] or "
+                        f"{bare.id}[{_lag_text(s.var, 1, s.reverse)}]", bare.span)
         # lags: scan every lagged read
         for b in s.body:
             if isinstance(b, A.Assign):
@@ -699,7 +830,8 @@ class Elaborator:
         if isinstance(e, A.Neg):
             v = self.expr(e.operand, frame)
             if isinstance(v, Value):
-                return self.emit(frame, "neg", [v], {}, e.span, [(snippet(e.operand.span), v)])
+                return self.emit(frame, "neg", [v], {}, e.span, [(f"operand '{snippet(e.operand.span)}'", v)],
+                                 display="-", snippets={v.uid: snippet(e.operand.span)})
             return self.static_arith("-", 0, v, e)
         if isinstance(e, A.BinOp):
             return self.binop(e, frame)
@@ -739,6 +871,12 @@ class Elaborator:
         cands = frame.scope.all_names()
         if frame.recur:
             cands |= set(frame.recur.states)
+        local = frame.scope.recur_locals.get(name)
+        if local is not None:
+            where, var = local
+            return SpecNameError(f"'{name}' is private to its `recur` block", span,
+                                 notes=[f"'{name}' is defined at {where}"] + self._call_notes(frame),
+                                 hint=f"make it a state, {name}[{var}] = ..., to read it after the block")
         return SpecNameError(f"unknown name '{name}'", span, hint=did_you_mean(name, cands),
                              notes=self._call_notes(frame))
 
@@ -754,7 +892,11 @@ class Elaborator:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ArgumentError(f"expected a tensor here, got {_describe_static(v)}", span)
         dt = dtype or (self.float_dtype if isinstance(v, float) or dtype is None else "i32")
-        return self.emit(frame, "full", [], {"shape": (), "value": float(v), "dtype": dt}, span)
+        try:
+            value = float(v)
+        except OverflowError:
+            raise ArgumentError(f"the number {_short(v)} is too large for a tensor", span) from None
+        return self.emit(frame, "full", [], {"shape": (), "value": value, "dtype": dt}, span)
 
     def static_arith(self, op: str, a: Any, b: Any, e: A.Expr) -> Any:
         for x in (a, b):
@@ -768,10 +910,18 @@ class Elaborator:
                 if not b.is_const or b.value <= 0:
                     raise ShapeError("sizes can only be divided by a positive integer", e.span)
             return {"+": a + b, "-": a - b, "*": a * b, "//": a // b if op == "//" else None}[op]
-        if op == "/" and b == 0:
+        if op in ("/", "//") and b == 0 or op == "**" and a == 0 and b < 0:
             raise ArgumentError("division by zero", e.span)
-        return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
-                "//": lambda: a // b, "**": lambda: a ** b}[op]()
+        if op == "**" and abs(a) > 1 and b > 0 and b * math.log2(abs(a)) > 1024:
+            raise ArgumentError(f"'{op}' overflows", e.span)
+        try:
+            out = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+                   "//": lambda: a // b, "**": lambda: a ** b}[op]()
+        except OverflowError:
+            raise ArgumentError(f"'{op}' overflows", e.span) from None
+        if isinstance(out, complex):
+            raise ArgumentError(f"'{op}' gives a complex number", e.span)
+        return out
 
     def binop(self, e: A.BinOp, frame: Frame) -> Any:
         a, b = self.expr(e.left, frame), self.expr(e.right, frame)
@@ -779,10 +929,21 @@ class Elaborator:
             return self.static_arith(e.op, a, b, e)
         if e.op == "//":
             raise ArgumentError("'//' is integer division of sizes; use '/' for tensors", e.span)
+        texts = (snippet(e.left.span), snippet(e.right.span))
+        for t, t_text, c in ((a, texts[0], b), (b, texts[1], a)):
+            if isinstance(t, Value) and not t.type.is_float and isinstance(c, float):  # 2.5 would become 2
+                raise DTypeError(f"'{e.op}' mixes the {t.dtype} tensor '{t_text}' with the float {c}", e.span,
+                                 notes=self._notes_for(frame, [(f"'{t_text}'", t)]),
+                                 hint=f"convert it with float({t_text})")
         a = self.tensor(a, e.left.span, frame, b.dtype if isinstance(b, Value) else None)
         b = self.tensor(b, e.right.span, frame, a.dtype)
-        operands = [(f"left operand '{snippet(e.left.span)}'", a), (f"right operand '{snippet(e.right.span)}'", b)]
-        return self.emit(frame, BINOPS[e.op], [a, b], {}, e.span, operands)
+        operands = [(f"left operand '{texts[0]}'", a), (f"right operand '{texts[1]}'", b)]
+        if a.dtype != b.dtype:
+            i = 0 if not a.type.is_float else 1
+            raise DTypeError(f"'{e.op}' mixes {a.dtype} and {b.dtype}", e.span, notes=self._notes_for(frame, operands),
+                             hint=f"convert the {(a, b)[i].dtype} operand with float({texts[i]})")
+        return self.emit(frame, BINOPS[e.op], [a, b], {}, e.span, operands, display=e.op,
+                         snippets={a.uid: texts[0], b.uid: texts[1]})
 
     def index_value(self, x: Value, subs, e: A.Expr, frame: Frame) -> Value:
         entries: list[tuple] = []
@@ -791,7 +952,9 @@ class Elaborator:
         if len(ell) > 1:
             raise ArgumentError("at most one '...' in a subscript", ell[1].span)
         if n_real > x.type.rank:
-            raise ShapeError(f"{n_real} subscripts for a tensor of rank {x.type.rank} {shape_str(x.shape)}", e.span)
+            base = snippet(e.base.span) if isinstance(e, A.Index) else "x"
+            raise ShapeError(f"{n_real} subscript{'s' * (n_real != 1)} for a tensor of rank {x.type.rank}", e.span,
+                             notes=self._notes_for(frame, [(f"'{base}'", x)]))
         for s in subs:
             if isinstance(s, A.EllipsisExpr):
                 entries.extend([("slice", None, None, 1)] * (x.type.rank - n_real))
@@ -833,10 +996,17 @@ class Elaborator:
     def call_layer(self, layer: A.LayerDef, e: A.Call, frame: Frame) -> Value:
         if any(name == layer.name for name, _ in frame.layer_stack):
             raise ArgumentError(f"layer '{layer.name}' calls itself", e.span, notes=self._call_notes(frame))
-        by_name = {_param_key(p): p for p in layer.params}
+        by_name: dict[str, A.LayerParam] = {}
+        for p in layer.params:
+            if _param_key(p) in by_name:
+                raise SpecNameError(f"layer '{layer.name}' has two arguments named '{_param_key(p)}'", p.span,
+                                    notes=[f"the first is at {by_name[_param_key(p)].span}"])
+            by_name[_param_key(p)] = p
         explicit_name = None
         kwargs: dict[str, A.Kwarg] = {}
         for k in e.kwargs:
+            if k.name in kwargs or k.name == "name" and explicit_name is not None:
+                raise ArgumentError(f"argument '{k.name}' given twice", k.span)
             if k.name == "name" and "name" not in by_name:
                 if not isinstance(k.value, A.Str):
                     raise ArgumentError("name= takes a string", k.value.span)
@@ -847,8 +1017,9 @@ class Elaborator:
                                     hint=did_you_mean(k.name, by_name) or f"it is called as {layer_sig(layer)}")
             kwargs[k.name] = k
         if len(e.args) > len(layer.params):
+            extra = e.args[len(layer.params)].span.merge(e.args[-1].span)
             raise ArgumentError(f"layer '{layer.name}' takes {len(layer.params)} arguments, got {len(e.args)}",
-                                e.span, hint=f"it is called as {layer_sig(layer)}")
+                                extra, hint=f"it is called as {layer_sig(layer)}")
         bound: dict[str, A.Expr] = {}
         for p, a in zip(layer.params, e.args):
             bound[_param_key(p)] = a
@@ -902,12 +1073,15 @@ class Elaborator:
             scope.values[p.name] = (v, arg.span)
         prefix = self._layer_prefix(layer, e, frame, explicit_name)
         inner = Frame(scope, frame.builder, prefix, None, frame.layer_stack + ((layer.name, e.span),))
-        _, ret = self.block(layer.body, inner, kind="layer")
-        if ret is None:
-            raise ModelError(f"layer '{layer.name}' has no `return`", layer.name_span)
-        out = scope.values["return"][0]
-        if layer.ret is not None:
-            self.check_return(layer, out, env, inner, ellipsis or ())
+        try:
+            _, ret = self.block(layer.body, inner, kind="layer")
+            if ret is None:
+                raise ModelError(f"layer '{layer.name}' has no `return`", layer.name_span)
+            out = scope.values["return"][0]
+            if layer.ret is not None:
+                self.check_return(layer, out, env, inner, ellipsis or (), ret)
+        except SpeccError as err:
+            raise _at_call_site(err, layer, e) from None
         return out
 
     def _layer_prefix(self, layer: A.LayerDef, e: A.Call, frame: Frame, explicit: str | None) -> str:
@@ -931,10 +1105,18 @@ class Elaborator:
                               notes=self._notes_for(frame, [(pname, v)]) + [f"'{layer.name}' declares "
                                                                             f"{pname}: {_ann_text(ann)} at {ann.span}"])
 
+        if ann.dtype is not None and ann.dtype not in DTYPES:
+            raise DTypeError(f"unknown dtype '{ann.dtype}'", ann.dtype_span,
+                             hint=did_you_mean(ann.dtype, DTYPES) or f"use one of {', '.join(DTYPES)}")
         if ann.dtype == "i32" and v.dtype != "i32" or ann.dtype in ("f32", "f64") and not v.type.is_float:
-            raise DTypeError(f"argument '{pname}' of layer '{layer.name}' must be {ann.dtype}, got {v.dtype}", span)
+            raise DTypeError(f"argument '{pname}' of layer '{layer.name}' must be {ann.dtype}, got {v.dtype}", span,
+                             notes=[*self._notes_for(frame, [(pname, v)]),
+                                    f"'{layer.name}' declares {pname}: {_ann_text(ann)} at {ann.span}"],
+                             hint=f"convert it with {'int' if ann.dtype == 'i32' else 'float'}({snippet(span)})")
         dims = list(ann.dims)
         ell = [i for i, d in enumerate(dims) if isinstance(d, A.EllipsisExpr)]
+        if len(ell) > 1:
+            raise ShapeError("at most one '...' in a shape", dims[ell[1]].span)
         actual = list(v.shape)
         if ell:
             i = ell[0]
@@ -971,7 +1153,7 @@ class Elaborator:
         return ellipsis
 
     def check_return(self, layer: A.LayerDef, out: Value, env: dict[str, DimInfo], frame: Frame,
-                     ellipsis: tuple[Dim, ...]) -> None:
+                     ellipsis: tuple[Dim, ...], ret: A.Return | None = None) -> None:
         dims = [d for d in layer.ret.dims]
         scope = Scope(self.global_scope, dims=dict(env))
         want: list[Dim] = []
@@ -981,9 +1163,12 @@ class Elaborator:
             else:
                 want.append(self.dim_expr(d, scope))
         if tuple(want) != out.shape:
+            related = [(f"the value returned here has shape {shape_str(out.shape)}", ret.value.span)] if ret else []
+            names = sorted(set().union(*(names_in(d) for d in dims)) & set(env))
+            notes = [_dim_note(n, env[n]) for n in names if env[n].origin]
             raise ShapeError(f"layer '{layer.name}' returns {shape_str(out.shape)} but declares "
                              f"-> {_ann_text(layer.ret)} = {shape_str(tuple(want))}", layer.ret.span,
-                             notes=self._call_notes(frame))
+                             notes=notes + self._call_notes(frame), related=related)
 
     # -- checking layers nobody calls ------------------------------------------------------
     def trial_layer(self, layer: A.LayerDef) -> None:
@@ -1021,6 +1206,7 @@ class CallCtx:
         self.float_dtype = el.float_dtype
         self.arg_spans: dict[str, Span] = {}
         self.tensor_args: list[tuple[str, Value]] = []
+        self.snippets: dict[int, str] = {}  # uid of a tensor argument -> its text in the spec
 
     def fail(self, msg: str, span: Span | None = None, hint: str | None = None):
         raise ArgumentError(msg, span or self.call.span, hint=hint)
@@ -1034,18 +1220,20 @@ class CallCtx:
         pos_params = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
         args, kwargs = [], {}
         if variadic is None and len(self.call.args) > len(pos_params):
+            extra = self.call.args[len(pos_params)].span.merge(self.call.args[-1].span)
             self.fail(f"'{self.call.func}' takes {len(pos_params)} argument{'s' * (len(pos_params) != 1)}, "
-                      f"got {len(self.call.args)}", hint=f"call it as {text}")
+                      f"got {len(self.call.args)}", extra, hint=f"call it as {text}")
         for i, a in enumerate(self.call.args):
             p = variadic if (variadic is not None) else pos_params[i]
-            name = p.name if variadic is None else f"{p.name}[{i}]"
+            name = p.name if variadic is None else f"{i + 1}"
             args.append(self.convert(a, p, name))
         for k in self.call.kwargs:
             p = sig.parameters.get(k.name)
             if p is None or k.name == "cx" or p.kind is p.VAR_POSITIONAL:
                 self.fail(f"'{self.call.func}' has no argument '{k.name}'", k.span,
                           hint=did_you_mean(k.name, names) or f"call it as {text}")
-            if variadic is None and any(pp.name == k.name for pp in pos_params[:len(self.call.args)]):
+            if k.name in kwargs or variadic is None and any(pp.name == k.name
+                                                            for pp in pos_params[:len(self.call.args)]):
                 self.fail(f"argument '{k.name}' given twice", k.span)
             kwargs[k.name] = self.convert(k.value, p, k.name)
         missing = [p.name for p in pos_params[len(args):] if p.default is p.empty and p.name not in kwargs]
@@ -1064,7 +1252,10 @@ class CallCtx:
             if val is None:
                 return None
             v = self.el.tensor(val, a.span, self.frame)
-            self.tensor_args.append((f"argument '{name}' ('{snippet(a.span)}')", v))
+            text = snippet(a.span)
+            label = f"argument {name}" if name.isdigit() else f"argument '{name}'"
+            self.tensor_args.append((label if text == name else f"{label} ('{text}')", v))
+            self.snippets[v.uid] = text
             return v
         if isinstance(val, Value):
             self.fail(f"argument '{name}' of '{self.call.func}' must be a constant, not a tensor", a.span)
@@ -1089,8 +1280,16 @@ class CallCtx:
             out = []
             for it, it_ast in zip(items, a.items):
                 if isinstance(it, bool) or not isinstance(it, (int, Dim)):
-                    self.fail("shape entries must be sizes", it_ast.span)
-                out.append(as_dim(it) if not (isinstance(it, int) and it == -1) else -1)
+                    self.fail(f"shape entries must be sizes, got {_describe_static(it)}", it_ast.span)
+                if isinstance(it, int) and it == -1 and self.call.func in SHAPE_HOLES:
+                    out.append(-1)
+                    continue
+                d = as_dim(it)
+                if d.is_const and d.value <= 0:
+                    self.fail(f"a size must be positive, got {d}", it_ast.span,
+                              hint="only reshape takes -1, for the size that makes the element count match"
+                              if d.value == -1 else None)
+                out.append(d)
             return out
         if ann in (Axes, IntOrPair, Size):
             return val
@@ -1098,12 +1297,17 @@ class CallCtx:
 
     # services for builtins
     def emit(self, op: str, inputs: list[Value], **params) -> Value:
+        for key in ("kernel", "stride", "dilation"):  # windows: a zero would divide by zero in the shape rule
+            sizes = params.get(key) or ()
+            if any(n <= 0 for n in sizes):
+                shown = sizes[0] if len(set(sizes)) == 1 else list(sizes)
+                self.fail(f"{key} must be positive, got {shown}", self.arg_spans.get(key))
         try:
             return self.frame.builder.emit1(op, inputs, params, self.call.span)
         except ShapeRuleError as e:
-            msg = f"{self.call.func}: {e.message}"
-            err = self.el._rule_error(ShapeRuleError(msg, e.hint), self.call.span, self.frame,
-                                      self.tensor_args or [(f"operand {i + 1}", v) for i, v in enumerate(inputs)])
+            err = self.el._rule_error(e, self.call.span, self.frame,
+                                      self.tensor_args or [(f"operand {i + 1}", v) for i, v in enumerate(inputs)],
+                                      display=self.call.func, inputs=inputs, snippets=self.snippets)
             raise err from None
 
     def const(self, value: float, dtype: str) -> Value:
@@ -1257,6 +1461,26 @@ def lag_reads(e: Any, states: dict[str, int], var: str, reverse: bool) -> list[t
     return out
 
 
+def _dim_note(name: str, info: DimInfo) -> str:
+    if str(info.value) == name:
+        return f"{name} is fixed by {info.origin}"
+    return f"{name} = {info.value}, from {info.origin}"
+
+
+def _bare_state_read(e: Any, states: dict[str, int]) -> A.Name | None:
+    """The first read of a state without a step (``h`` rather than ``h[t]``), if any."""
+    if isinstance(e, A.Name):
+        return e if e.id in states else None
+    children = _children(e)
+    if isinstance(e, A.Index) and isinstance(e.base, A.Name) and e.subs:
+        children = list(e.subs)  # h[...] says a step; what the subscript says is checked elsewhere
+    for c in children:
+        found = _bare_state_read(c, states)
+        if found is not None:
+            return found
+    return None
+
+
 def _children(x: Any) -> list:
     if isinstance(x, A.Index):
         return [x.base, *x.subs]
@@ -1338,7 +1562,33 @@ def _stmt_label(s: A.Stmt) -> str:
     return getattr(s, "name", type(s).__name__)
 
 
+def _at_call_site(err: SpeccError, layer: A.LayerDef, call: A.Call) -> SpeccError:
+    """An error inside a standard-library layer, moved to the spec's call (users cannot edit std.nn)."""
+    span = err.span
+    if span is None or span.source is None or span.source.name != STD_NAME or call.span.source is span.source:
+        return err
+    here = f"in layer '{layer.name}' called at {call.span}"
+    related = [(f"in the standard library's '{layer.name}'", span)] + err.related
+    return type(err)(err.message, call.span, [n for n in err.notes if n != here], err.hint, err.kind, related)
+
+
+def _number_literal(e: A.Expr) -> int | float | None:
+    """The value of ``3``, ``0.5`` or ``-0.5``; None for anything else."""
+    if isinstance(e, A.Num):
+        return e.value
+    if isinstance(e, A.Neg) and isinstance(e.operand, A.Num):
+        return -e.operand.value
+    return None
+
+
+def _short(v: Any) -> str:
+    text = str(v)
+    return text if len(text) <= 20 else text[:8] + "..." + text[-8:]
+
+
 def _describe_static(v: Any) -> str:
+    if isinstance(v, Value):
+        return f"a tensor {v.type}"
     if isinstance(v, bool):
         return "a boolean"
     if isinstance(v, str):
@@ -1349,4 +1599,4 @@ def _describe_static(v: Any) -> str:
         return f"the size {v}"
     if v is None:
         return "nothing"
-    return f"the number {v}"
+    return f"the number {_short(v)}"

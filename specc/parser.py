@@ -12,6 +12,7 @@ or an editable install reads the top-level file.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -73,21 +74,65 @@ def _expected(names: set[str] | frozenset[str]) -> str:
     if not words:
         return ""
     if len(words) > 8:
-        words = words[:8] + ["..."]
-    return "expected " + ", ".join(words)
+        return "expected " + ", ".join(words[:8]) + ", ..."
+    if len(words) == 1:
+        return "expected " + words[0]
+    return "expected " + ", ".join(words[:-1]) + " or " + words[-1]
+
+
+_CLOSER = {"(": ")", "[": "]", "{": "}"}
+_CLOSER_TERMINAL = {"(": "RPAR", "[": "RSQB", "{": "RBRACE"}
+# statements that live in a model or layer body, and items that live at the top of a file
+_BODY_KEYWORDS = {"param", "init", "output", "return", "recur"}
+_TOP_KEYWORDS = {"dim", "use", "layer", "model"}
+_CHAR_HINTS = {
+    "'": 'strings use double quotes: "..."',
+    "%": "there is no '%' operator; the operators are + - * / // @ **",
+    "!": "there are no comparisons or logic operators; the operators are + - * / // @ **",
+    "&": "there are no comparisons or logic operators; the operators are + - * / // @ **",
+    "|": "there are no comparisons or logic operators; the operators are + - * / // @ **",
+    "<": "there are no comparisons; the operators are + - * / // @ **",
+    ">": "there are no comparisons; the operators are + - * / // @ **",
+}
+
+
+def _unclosed(text: str, upto: int) -> list[tuple[str, int]]:
+    """The brackets still open at offset ``upto`` (skipping comments and strings), innermost last."""
+    stack: list[tuple[str, int]] = []
+    i = 0
+    while i < upto:
+        c = text[i]
+        if c == "#":
+            nl = text.find("\n", i)
+            i = upto if nl < 0 else nl
+            continue
+        if c == '"':
+            close = text.find('"', i + 1)
+            nl = text.find("\n", i + 1)
+            i = (close if close >= 0 and (nl < 0 or close < nl) else (nl if nl >= 0 else upto)) + 1
+            continue
+        if c in _CLOSER:
+            stack.append((c, i))
+        elif c in ")]}" and stack and _CLOSER[stack[-1][0]] == c:
+            stack.pop()
+        i += 1
+    return stack
+
+
+def _pos_span(source: Source, pos: int) -> Span:
+    line = source.text.count("\n", 0, pos) + 1
+    col = pos - (source.text.rfind("\n", 0, pos) + 1) + 1
+    return Span(source, line, col, line, col + 1)
 
 
 def _parse_error(source: Source, e: UnexpectedInput) -> ParseError:
     line, col = max(getattr(e, "line", 1), 1), max(getattr(e, "column", 1), 1)
     if isinstance(e, UnexpectedCharacters):
         ch = source.text[e.pos_in_stream] if e.pos_in_stream < len(source.text) else "?"
-        return ParseError(f"unexpected character {ch!r}", Span(source, line, col, line, col + 1))
+        hint = _CHAR_HINTS.get(ch, "the operators are + - * / // @ **" if ch.isascii() and not ch.isalnum() else None)
+        return ParseError(f"unexpected character {ch!r}", Span(source, line, col, line, col + 1), hint=hint)
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
-        last = source.text.rstrip().splitlines() or [""]
-        n = len(last)
-        span = Span(source, n, max(len(last[-1]), 1), n, max(len(last[-1]), 1) + 1)
-        hint = "a '{' may be missing its '}'" if source.text.count("{") > source.text.count("}") else None
-        return ParseError(f"unexpected end of file, {_expected(e.expected)}", span, hint=hint)
+        return _eof_error(source, e)
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     width = max(len(str(tok)), 1)
@@ -95,10 +140,64 @@ def _parse_error(source: Source, e: UnexpectedInput) -> ParseError:
     exp = _expected(e.expected)
     if exp:
         message += f", {exp}"
+    err = ParseError(message, Span(source, line, col, line, col + width))
+    pos = tok.start_pos if tok.start_pos is not None else len(source.text)
+    _explain(err, source, tok, set(e.expected), _unclosed(source.text, pos))
+    return err
+
+
+def _eof_error(source: Source, e: UnexpectedInput) -> ParseError:
+    n = _last_code_line(source, len(source.text))
+    end = max(len(source.line(n).split("#", 1)[0].rstrip()), 1)  # the last character of code, not of a comment
+    span = Span(source, n, end, n, end + 1)
+    expected = set(getattr(e, "expected", None) or ())
+    open_ = _unclosed(source.text, len(source.text))
+    message = f"unexpected end of file, {_expected(expected)}".rstrip(", ")
+    if not open_:
+        return ParseError(message, span)
+    ch, pos = open_[-1]
     hint = None
-    if tok.type == "EQUAL" and "EQUAL" not in e.expected:
-        hint = "'=' starts a statement: is the previous statement missing a closing ')' or ']'?"
-    return ParseError(message, Span(source, line, col, line, col + width), hint=hint)
+    if _CLOSER_TERMINAL[ch] in expected:
+        message, hint = f"unexpected end of file, expected '{_CLOSER[ch]}'", f"add the missing '{_CLOSER[ch]}'"
+    err = ParseError(message, span, hint=hint)
+    err.related.append((f"this '{ch}' is never closed", _pos_span(source, pos)))
+    return err
+
+
+def _explain(err: ParseError, source: Source, tok: Token, expected: set[str], open_: list[tuple[str, int]]) -> None:
+    """Add a note or hint for the common ways a statement goes wrong."""
+    word = str(tok) if tok.type != "NAME" else None
+    if word is None and tok.start_pos is not None:  # `dim H` in a body lexes `dim` as a name
+        before = re.search(r"(?:^|[\n;{])[ \t]*([A-Za-z_]\w*)[ \t]*$", source.text[:tok.start_pos])
+        word = before.group(1) if before and before.group(1) in _TOP_KEYWORDS else None
+    depth = sum(1 for ch, _ in open_ if ch == "{")
+    if open_ and _CLOSER_TERMINAL[open_[-1][0]] in expected:
+        ch, pos = open_[-1]
+        opener = _pos_span(source, pos)
+        if opener.line < tok.line:  # the statement ran on into the next line
+            err.related.append((f"this '{ch}' is never closed", opener))
+            err.hint = f"add the missing '{_CLOSER[ch]}' at the end of line {_last_code_line(source, tok.start_pos)}"
+            return
+    if word in _BODY_KEYWORDS and depth == 0:
+        err.hint = f"`{word}` belongs inside the {{ }} of a model or layer"
+    elif word in _TOP_KEYWORDS and depth > 0:
+        err.hint = f"`{word}` belongs at the top level of the file, outside any {{ }}"
+    elif expected == {"OVER"}:
+        err.hint = "a recurrence is written `recur t over x { ... }`"
+    elif expected == {"COLON"}:
+        err.hint = "give it a type, as in `x: f32[B, 8]`"
+    elif tok.type == "EQUAL" and "EQUAL" not in expected:
+        err.hint = "'=' starts a statement: is the previous statement missing a closing ')' or ']'?"
+
+
+def _last_code_line(source: Source, pos: int) -> int:
+    """The line of the last character before ``pos`` that is neither blank nor in a comment."""
+    lines = source.text[:pos].splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        code = lines[i].split("#", 1)[0].strip()
+        if code:
+            return i + 1
+    return 1
 
 
 def _token_text(tok: Token) -> str:
@@ -233,8 +332,11 @@ class _ToAst(Transformer):
 
     def number(self, meta, tok):
         text = str(tok)
-        is_int = text.isdigit()
-        return A.Num(int(text) if is_int else float(text), self.s(meta))
+        try:
+            value = int(text) if text.isdigit() else float(text)
+        except ValueError:  # more digits than Python converts
+            raise ParseError(f"the number {text[:8]}... is too long", self.s(meta)) from None
+        return A.Num(value, self.s(meta))
 
     def name(self, meta, tok):
         return A.Name(str(tok), self.s(meta))
