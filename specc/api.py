@@ -17,7 +17,7 @@ import numpy as np
 
 from . import elaborate
 from .config import TrainConfig, train_config
-from .errors import InputError, ModelError, Source, SpeccError
+from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean
 from .initializers import initialize, param_rng
 from .interpret import interpret
 from .ir import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
@@ -38,17 +38,20 @@ def load_source(spec: str | Path) -> Source:
 def build_program(source: Source, dtype: str | None = None, model: str | None = None) -> Program:
     mod = elaborate.load_module(source)
     if not mod.models:
-        raise ModelError(f"{source.name} defines no model", None,
+        raise ModelError(f"{source.name} defines no model", _file_start(source),
                          hint="add `model name(x: f32[B, 8], ...) { ... loss = ... }`")
     if model is None:
         if len(mod.models) > 1:
             names = ", ".join(m.name for m in mod.models)
-            raise ModelError(f"{source.name} defines several models ({names}); choose one", None)
+            raise ModelError(f"{source.name} defines several models ({names}); choose one", mod.models[1].span,
+                             notes=[f"the first is at {mod.models[0].span}"],
+                             hint="pass model=NAME (--model NAME on the command line)")
         m = mod.models[0]
     else:
         found = [m for m in mod.models if m.name == model]
         if not found:
-            raise ModelError(f"no model named '{model}' in {source.name}", None)
+            raise ModelError(f"no model named '{model}' in {source.name}", _file_start(source),
+                             hint=did_you_mean(model, [m.name for m in mod.models]))
         m = found[0]
     prog = elaborate.Elaborator(mod, dtype).model(m)
     verify_program(prog)
@@ -245,6 +248,11 @@ def compile(spec: str | Path, target: str | None = None, dtype: str | None = Non
 
 
 # ---- helpers -----------------------------------------------------------------------------
+def _file_start(source: Source) -> Span:
+    first = source.line(1)
+    return Span(source, 1, 1, 1, max(len(first), 1) + 1)
+
+
 def _sym_shape(v: Value) -> tuple:
     return tuple(d.value if d.is_const else str(d) for d in v.shape)
 

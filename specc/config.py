@@ -53,4 +53,8 @@ def train_config(items: Mapping[str, tuple[Any, Span | None]], overrides: Mappin
     except ValidationError as e:
         err = e.errors()[0]
         key = str(err["loc"][0]) if err["loc"] else ""
-        raise ConfigError(f"training setting '{key}': {err['msg']}", spans.get(key)) from None
+        hint = None
+        choices = err.get("ctx", {}).get("expected")
+        if choices and isinstance(err.get("input"), str):
+            hint = did_you_mean(err["input"], [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")])
+        raise ConfigError(f"training setting '{key}': {err['msg']}", spans.get(key), hint=hint) from None
