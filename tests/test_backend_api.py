@@ -1,16 +1,19 @@
 """Model(target="cpu") runs optimised, compiled kernels: same results as the interpreter."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import specc
 
-SPECS = ["mlp", "rnn", "vae"]
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.nn"))
 
 
 @pytest.fixture(scope="module", params=SPECS)
 def pair(request):
-    path = f"specs/{request.param}.nn"
+    path = str(ROOT / "specs" / f"{request.param}.nn")
     return specc.compile(path, target="cpu", dtype="float64"), specc.compile(path, target="interp", dtype="float64")
 
 
