@@ -32,7 +32,7 @@ def grammar_path() -> Path:
 
 @functools.cache
 def _lark() -> Lark:
-    return Lark(grammar_path().read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar_path().read_text(), parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
 
 
 def parse(source: Source) -> A.Module:
@@ -167,10 +167,21 @@ def _eof_error(source: Source, e: UnexpectedInput) -> ParseError:
 def _explain(err: ParseError, source: Source, tok: Token, expected: set[str], open_: list[tuple[str, int]]) -> None:
     """Add a note or hint for the common ways a statement goes wrong."""
     word = str(tok) if tok.type != "NAME" else None
-    if word is None and tok.start_pos is not None:  # `dim H` in a body lexes `dim` as a name
+    if word is None and tok.start_pos is not None:  # a keyword just before the offending name
         before = re.search(r"(?:^|[\n;{])[ \t]*([A-Za-z_]\w*)[ \t]*$", source.text[:tok.start_pos])
         word = before.group(1) if before and before.group(1) in _TOP_KEYWORDS else None
     depth = sum(1 for ch, _ in open_ if ch == "{")
+    if word in _BODY_KEYWORDS and depth == 0:
+        err.hint = f"`{word}` belongs inside the {{ }} of a model or layer"
+        return
+    if word in _TOP_KEYWORDS and depth > 0:
+        err.hint = f"`{word}` belongs at the top level of the file, outside any {{ }}"
+        return
+    if tok.type != "NAME" and str(tok).isidentifier() and "NAME" in expected:  # a keyword where a name may stand
+        err.message = f"'{tok}' is a keyword and cannot be used as a name"
+        err.args = (err.message,)
+        err.hint = f"rename it, e.g. '{tok}_'"
+        return
     if open_ and _CLOSER_TERMINAL[open_[-1][0]] in expected:
         ch, pos = open_[-1]
         opener = _pos_span(source, pos)
@@ -178,11 +189,7 @@ def _explain(err: ParseError, source: Source, tok: Token, expected: set[str], op
             err.related.append((f"this '{ch}' is never closed", opener))
             err.hint = f"add the missing '{_CLOSER[ch]}' at the end of line {_last_code_line(source, tok.start_pos)}"
             return
-    if word in _BODY_KEYWORDS and depth == 0:
-        err.hint = f"`{word}` belongs inside the {{ }} of a model or layer"
-    elif word in _TOP_KEYWORDS and depth > 0:
-        err.hint = f"`{word}` belongs at the top level of the file, outside any {{ }}"
-    elif expected == {"OVER"}:
+    if expected == {"OVER"}:
         err.hint = "a recurrence is written `recur t over x { ... }`"
     elif expected == {"COLON"}:
         err.hint = "give it a type, as in `x: f32[B, 8]`"
