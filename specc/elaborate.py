@@ -1131,6 +1131,9 @@ class Elaborator:
             pairs = list(zip(dims, actual))
         deferred = []
         for d_ast, d in pairs:
+            fixed = self.global_scope.dims.get(d_ast.id) if isinstance(d_ast, A.Name) else None
+            if fixed is not None and fixed.value.is_const and d_ast.id not in env:
+                env[d_ast.id] = fixed  # a size fixed by `dim D = 8` is checked, not re-bound
             if isinstance(d_ast, A.Name) and d_ast.id not in env:
                 env[d_ast.id] = DimInfo(d, f"argument '{pname}' at {span}")
             elif isinstance(d_ast, A.Name):
@@ -1171,6 +1174,13 @@ class Elaborator:
                              notes=notes + self._call_notes(frame), related=related)
 
     # -- checking layers nobody calls ------------------------------------------------------
+    def _trial_dim(self, d: A.Expr) -> Dim:
+        """A stand-in size for checking a layer on its own: a fixed global size, else a symbol."""
+        fixed = self.global_scope.dims.get(d.id) if isinstance(d, A.Name) else None
+        if fixed is not None and fixed.value.is_const:
+            return fixed.value
+        return Dim.sym(_dim_placeholder(d))
+
     def trial_layer(self, layer: A.LayerDef) -> None:
         """Elaborate a layer on symbolic sizes so that its errors surface even if no model calls it."""
         self.trial = True
@@ -1182,7 +1192,7 @@ class Elaborator:
             args = []
             for p in layer.params:
                 if isinstance(p, A.TensorParam):
-                    dims = [Dim.sym(_dim_placeholder(d)) for d in p.type.dims if not isinstance(d, A.EllipsisExpr)]
+                    dims = [self._trial_dim(d) for d in p.type.dims if not isinstance(d, A.EllipsisExpr)]
                     dt = p.type.dtype if p.type.dtype == "i32" else self.float_dtype
                     v = self.root.add_input(Value(TensorType(dt, tuple(dims)), p.name))
                     scope.values[f"__arg_{p.name}"] = (v, p.span)

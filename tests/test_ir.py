@@ -143,3 +143,13 @@ model m(x: f32[T, B, 2]) {
     scan = next(e for e in m.program.graph.eqns if e.op == "scan")
     assert scan.params["reverse"] is True
     assert scan.params["states"] == (("s", 2),)
+
+
+def test_fixed_dim_in_a_layer_signature_is_checked_not_rebound():
+    from specc.errors import ShapeError
+
+    layer = "dim B, D = 8\nlayer f(x: [B, D]) -> [B, D] { return x }\n"
+    m = specc.compile(layer + "model m(x: f32[B, 8]) { loss = mean(f(x)) }")
+    assert m.inputs["x"] == ("f32", ("B", 8))
+    with pytest.raises(ShapeError, match="dim D is 8 .* but this argument has 5"):
+        specc.compile(layer + "model m(x: f32[B, 5]) { loss = mean(f(x)) }")
