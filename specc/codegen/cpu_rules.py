@@ -343,11 +343,16 @@ def softmax(e: Emitter, eqn: Eqn) -> None:
                 e.lines(f"{store} = {store} / {s}")
         else:
             lse = e.temp("lse")
-            with e.lines.block(f"for j0 in range({n}):"):
-                e.lines(f"{s} += np.exp({load} - {m})")
-            e.lines(f"{lse} = {m} + np.log({s})")
+            _row_logsumexp(e, lse, m, s, n, load)
             with e.lines.block(f"for j0 in range({n}):"):
                 e.lines(f"{store} = {load} - {lse}")
+
+
+def _row_logsumexp(e: Emitter, lse: str, m: str, s: str, n: str, load: str) -> None:
+    """lse = log(sum_j e^row[j]), computed as max + log(sum e^(row - max)); the row max is already in m."""
+    with e.lines.block(f"for j0 in range({n}):"):
+        e.lines(f"{s} += np.exp({load} - {m})")
+    e.lines(f"{lse} = {m} + np.log({s})")
 
 
 @cpu("cross_entropy")
@@ -357,16 +362,16 @@ def cross_entropy(e: Emitter, eqn: Eqn) -> None:
     (out,) = eqn.outputs
     z, y, o = e.name(logits), e.name(labels), e.alloc(out)
     c = e.dim(logits.shape[-1])
-    total, m, s, k = e.temp("total"), e.temp("m"), e.temp("s"), e.temp("label")
+    total, m, s, k, lse = e.temp("total"), e.temp("m"), e.temp("s"), e.temp("label"), e.temp("lse")
     e.lines(f"{total} = 0.0")
     with e.loops(labels.shape) as oi:
-        _row_max(e, m, c, e.at(z, [*oi, "j0"]))
+        row = e.at(z, [*oi, "j0"])
+        _row_max(e, m, c, row)
         e.lines(f"{s} = 0.0")
-        with e.lines.block(f"for j0 in range({c}):"):
-            e.lines(f"{s} += np.exp({e.at(z, [*oi, 'j0'])} - {m})")
+        _row_logsumexp(e, lse, m, s, c, row)
         e.lines(f"{k} = {e.at(y, oi)}")
         _check_index(e, k, c, "cross_entropy: a label is out of range")
-        e.lines(f"{total} += {m} + np.log({s}) - {e.at(z, [*oi, k])}")
+        e.lines(f"{total} += {lse} - {e.at(z, [*oi, k])}")
     e.lines(f"{o}[()] = {total} / {_paren(e.count(labels.shape))}")
 
 

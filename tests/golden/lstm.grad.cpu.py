@@ -238,12 +238,13 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
         s = 0.0
         for j0 in range(10):
             s += np.exp(logits[i0, j0] - m)
+        lse = m + np.log(s)
         label = y[i0]
         if label < 0:
             label += 10
         if label < 0 or label >= 10:
             raise IndexError("cross_entropy: a label is out of range")
-        total += m + np.log(s) - logits[i0, label]
+        total += lse - logits[i0, label]
     loss[()] = total / B
 
     # lstm.nn:53 softmax: output probs = softmax(logits)
