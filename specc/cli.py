@@ -109,7 +109,7 @@ def add_codegen_commands(sub, command) -> None:
 
 def add_train_commands(command) -> None:
     """``specc train`` and ``specc eval``: options override the spec's train block, which overrides defaults."""
-    from .data import DATASETS
+    from .data import AUGMENTATIONS, DATASETS
 
     def data_options(c):
         src = c.add_mutually_exclusive_group(required=True)
@@ -128,6 +128,7 @@ def add_train_commands(command) -> None:
     t.add_argument("--clip", type=float, help="clip gradients to this global norm")
     t.add_argument("--seed", type=int, help="seed of the parameters, the shuffling and random ops")
     t.add_argument("--val-split", type=float, help="fraction of the training data held out for validation")
+    t.add_argument("--augment", choices=AUGMENTATIONS, help="shift: move each training image by up to 1 pixel")
     t.add_argument("--target", choices=["cpu", "interp"], default=None,
                    help="where to run: cpu (compiled kernels) or interp (reference interpreter); default $SPECC_TARGET or cpu")
     t.add_argument("-o", "--output", type=Path, metavar="CKPT",
@@ -386,7 +387,7 @@ def cmd_train(args) -> int:
     out = args.output or Path(f"{Path(args.spec).stem}.ckpt.npz")
     overrides = {"epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer, "lr": args.lr,
                  "schedule": args.schedule, "weight_decay": args.weight_decay, "clip": args.clip,
-                 "seed": args.seed, "val_split": args.val_split}
+                 "seed": args.seed, "val_split": args.val_split, "augment": args.augment}
     trainer = Trainer(model, args.dataset or args.data, checkpoint=out, resume=args.resume,
                       progress=not args.quiet, plots=args.plots, grad_flow=args.grad_flow, **overrides)
     try:
