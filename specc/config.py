@@ -29,6 +29,7 @@ class TrainConfig(BaseModel):
     gamma: float = Field(0.1, gt=0)
     seed: int = 0
     val_split: float = Field(0.2, ge=0, lt=1)
+    augment: Literal["none", "shift"] = "none"  # shift: each training image moved by up to 1 pixel
 
 
 ALIASES = {"batch_size": "batch", "learning_rate": "lr", "clip_norm": "clip"}

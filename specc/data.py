@@ -31,6 +31,11 @@ Built-in datasets (no downloads: they ship with a dependency):
   [0, 1], labels 0..9, served in the shape the model's float input asks for:
   ``[B, 64]`` flattened, ``[B, 1, 8, 8]`` as images, or ``[T, B, 8]`` as
   T = 8 row steps.  A fixed 20% (seed 0) is held out as the test split.
+
+Augmentation (``augment = shift`` in the ``train`` block): each training
+example's image is moved by up to one pixel in each direction, the pixels
+moved in being zero.  Only image inputs are moved: float inputs laid out
+``[B, C, H, W]`` or ``[B, H, W]`` (the batch first); labels are untouched.
 """
 
 from __future__ import annotations
@@ -176,6 +181,66 @@ def dataset(model: Model, arrays: Mapping[str, Any], *, name: str = "data", requ
         raise
     axes = batch_axes(model)
     return Dataset(checked, {k: axes[k] for k in checked}, name)
+
+
+# ---- augmentation -----------------------------------------------------------------------------
+AUGMENTATIONS = ("none", "shift")
+MAX_SHIFT = 1  # pixels, in each direction
+
+
+def image_inputs(model: Model) -> list[str]:
+    """The float inputs that hold images: ``[B, C, H, W]`` or ``[B, H, W]``, the batch axis first."""
+    axes = batch_axes(model)
+    return [name for name, (dt, shape) in model.inputs.items()
+            if dt.startswith("f") and len(shape) in (3, 4) and axes[name] == 0]
+
+
+def check_augment(model: Model, augment: str) -> list[str]:
+    """The inputs ``augment`` will move; an error if it asks for images and the model reads none."""
+    if augment == "none":
+        return []
+    names = image_inputs(model)
+    if not names:
+        described = ", ".join(f"{n}: {dt}{_shape_str(s)}" for n, (dt, s) in model.inputs.items())
+        raise InputError(f"augment = {augment} moves images, but model '{model.name}' has no image input "
+                         f"({described})",
+                         hint="an image input is a float input laid out [B, C, H, W] or [B, H, W]; "
+                              "train this model with augment = none")
+    return names
+
+
+def shift_images(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Image n moved down by ``dy[n]`` and right by ``dx[n]`` pixels (negative: up, left), zeros moved in.
+
+    ``images`` is [N, ..., H, W]; ``out[n, ..., i, j] = images[n, ..., i - dy[n], j - dx[n]]``
+    where that pixel exists, else 0.
+    """
+    out = np.zeros_like(images)
+    h, w = images.shape[-2:]
+    for sy, sx in set(zip(dy.tolist(), dx.tolist())):
+        n = np.flatnonzero((dy == sy) & (dx == sx))
+        if abs(sy) >= h or abs(sx) >= w:
+            continue  # moved out entirely: all zeros
+        src = images[n][..., max(-sy, 0):h - max(sy, 0), max(-sx, 0):w - max(sx, 0)]
+        out[n, ..., max(sy, 0):h - max(-sy, 0), max(sx, 0):w - max(-sx, 0)] = src
+    return out
+
+
+def augment_batch(batch: Mapping[str, np.ndarray], names: Sequence[str], augment: str,
+                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A training batch with its image inputs ``names`` augmented; one random shift per example.
+
+    Every image input of an example moves by the same shift (an image and its
+    target stay aligned); the other inputs are returned as they are.
+    """
+    out = dict(batch)
+    if augment == "none" or not names:
+        return out
+    n = len(batch[names[0]])
+    dy, dx = rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=(2, n))
+    for name in names:
+        out[name] = shift_images(batch[name], dy, dx)
+    return out
 
 
 # ---- files ------------------------------------------------------------------------------------

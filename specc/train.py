@@ -12,7 +12,8 @@ seed and a position, never from a generator carried along:
 
 * the validation split from (seed);
 * the order of epoch e from (seed, e);
-* the random draws of optimizer step s (dropout, a VAE's noise) from (seed, s).
+* the random draws of optimizer step s (dropout, a VAE's noise) from (seed, s);
+* the augmentation of step s's batch (``augment = shift``) from (seed, s).
 
 So the same seed gives the same loss curve bit for bit on the same machine,
 and a run resumed from a checkpoint of epoch e continues exactly as if it
@@ -36,7 +37,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
-from .data import DATASETS, Dataset, Splits, dataset, load, load_dataset
+from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
 from .errors import InputError
 from .metrics import Metric, choose_metric, evaluate
 from .nanguard import first_nonfinite, nonfinite_error
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from .api import Model
     from .gradflow import StateFlow
 
-SHUFFLE_STREAM, STEP_STREAM = 1, 2
+SHUFFLE_STREAM, STEP_STREAM, AUGMENT_STREAM = 1, 2, 3
 
 
 @dataclass
@@ -123,6 +124,11 @@ def step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed % 2**32, STEP_STREAM, step]).generate_state(1)[0])
 
 
+def augment_rng(seed: int, step: int) -> np.random.Generator:
+    """The generator of optimizer step ``step``'s augmentation (one shift per example)."""
+    return np.random.default_rng([seed % 2**32, AUGMENT_STREAM, step])
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed % 2**32, SHUFFLE_STREAM, epoch]).permutation(n)
 
@@ -163,6 +169,7 @@ class Trainer:
         splits = as_splits(model, data)
         self.train_set, self.val_set = splits.train.split(self.cfg.val_split, self.cfg.seed)
         self.test_set = splits.test
+        self.augmented = check_augment(model, self.cfg.augment)  # the inputs augment moves
         self.metric: Metric | None = choose_metric(model)
         self.optimizer = make_optimizer(self.cfg)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -239,6 +246,8 @@ class Trainer:
             for k, batch in enumerate(self.train_set.batches(cfg.batch, order)):
                 lr = learning_rate(cfg, state.step, steps_per_epoch)
                 seed = step_seed(cfg.seed, state.step)
+                if self.augmented:
+                    batch = augment_batch(batch, self.augmented, cfg.augment, augment_rng(cfg.seed, state.step))
                 with np.errstate(all="ignore"):  # a NaN is reported below, with its equation
                     loss, grads = model.value_and_grad(params, seed=seed, training=True, **batch)
                 self._guard(epoch, k, state.step, params, batch, seed, loss, grads)
