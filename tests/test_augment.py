@@ -131,6 +131,13 @@ def test_augmented_training_is_reproducible_and_learns(conv, toy):
     assert after < 0.8 * before, (before, after, a.loss)
 
 
+def test_an_augmented_run_resumes_exactly(conv, toy, tmp_path):
+    whole = run(conv, toy, augment="shift", epochs=4)
+    run(conv, toy, augment="shift", epochs=2, checkpoint=tmp_path / "part.npz")
+    resumed = run(conv, toy, epochs=4, resume=tmp_path / "part.npz")  # augment comes from the checkpoint
+    assert resumed.loss == whole.loss and all(np.array_equal(resumed.params[k], whole.params[k]) for k in whole.params)
+
+
 def test_cli_augment_flag_reaches_the_run(tmp_path, capsys):
     spec = tmp_path / "m.nn"
     spec.write_text(CONV)
