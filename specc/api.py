@@ -22,7 +22,7 @@ from .initializers import initialize, param_rng
 from .interpret import interpret
 from .ir import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
 
-TARGETS = ("cpu", "interp")
+TARGETS = ("cpu", "cuda", "interp")
 DTYPE_NAMES = {"float32": "f32", "float64": "f64", "f32": "f32", "f64": "f64"}
 
 
@@ -233,13 +233,18 @@ def compile(spec: str | Path, target: str | None = None, dtype: str | None = Non
     """Compile a .nn spec (a path or source text) into a :class:`Model`.
 
     ``target``: "cpu" (optimised, Numba-compiled kernels, built on first use and cached on
-    disk) or "interp" (the NumPy reference interpreter); default ``$SPECC_TARGET``, else "cpu".
+    disk), "cuda" (the same for an NVIDIA GPU through numba-cuda; see docs/cuda.md) or "interp"
+    (the NumPy reference interpreter); default ``$SPECC_TARGET``, else "cpu".
     """
     target = target or os.environ.get("SPECC_TARGET", "cpu")
     if target not in TARGETS:
         raise SpeccError(f"unknown target '{target}'", hint=f"choose one of {', '.join(TARGETS)}")
     if dtype is not None and dtype not in DTYPE_NAMES:
         raise SpeccError(f"unknown dtype '{dtype}'", hint="choose float32 or float64")
+    if target == "cuda":  # fail now, clearly, without numba-cuda or a GPU (or the simulator)
+        from .codegen.cuda_runtime import require_cuda
+
+        require_cuda()
     source = load_source(spec)
     prog = build_program(source, DTYPE_NAMES.get(dtype) if dtype else None, model)
     compiled = Model(prog, target, source)

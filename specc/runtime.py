@@ -231,6 +231,10 @@ def compile_graph(graph: Graph, *, target: str = "cpu", name: str = "graph") -> 
     module = generator(target).generate(graph, name)
     STATS.generated += 1
     dtypes = [v.dtype for v in graph.inputs]
+    if target == "cuda":  # kernels compile on first launch; see specc.codegen.cuda_runtime
+        from .codegen.cuda_runtime import cache_tag, compile_cuda_graph
+
+        return compile_cuda_graph(graph, module, lambda m: _load(m, cache_key(m, [*dtypes, cache_tag()])))
     key = cache_key(module, dtypes)
     mod, path = _load(module, key)
     entry = getattr(mod, module.entry)

@@ -10,6 +10,8 @@ The stages inside, one module each:
 
 * :mod:`specc.codegen.lift`: random draws become inputs (target-independent);
 * :mod:`specc.codegen.cpu`: the CPU generator (Python source for Numba's ``@njit``);
+* :mod:`specc.codegen.cuda`: the CUDA generator (``@cuda.jit`` kernels for numba-cuda), run by
+  :mod:`specc.codegen.cuda_runtime`;
 * :mod:`specc.codegen.lines`: the line builder the generators write with.
 
 A generator walks the graph's equations and applies one lowering rule per
@@ -99,6 +101,7 @@ def missing_lowerings(target: str) -> list[str]:
 
 
 from . import cpu  # registers the CPU generator and its rules (after the definitions it imports)
+from . import cuda  # registers the CUDA generator and its rules (source only: numba-cuda is needed to run it)
 
 __all__ = [
     "GENERATORS",
@@ -107,6 +110,7 @@ __all__ = [
     "GeneratedModule",
     "RandomDraw",
     "cpu",
+    "cuda",
     "generator",
     "lift_random",
     "lowering",
