@@ -59,7 +59,8 @@ def test_accuracy(kind: str, dt: str) -> None:
         assert y.dtype == DTYPES[dt]
         err = ulp_error(y, ref, DTYPES[dt])
         i = int(np.argmax(err))
-        assert err[i] <= MAX_ULP[kind], f"{kind}_{dt} (contract={contract}): {err[i]:.2f} ulp at x={x[i]!r}: {y[i]!r} vs {ref[i]!r}"
+        where = f"{kind}_{dt} (contract={contract}): {err[i]:.2f} ulp at x={x[i]!r}: {y[i]!r} vs {ref[i]!r}"
+        assert err[i] <= MAX_ULP[kind], where
 
 
 INF, NAN = np.inf, np.nan

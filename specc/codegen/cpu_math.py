@@ -202,8 +202,8 @@ def tanh_source(name: str, dt: str) -> str:
         "t = t if x > 0 else -t",
         f"y = small if a < {L(TANH_SMALL[dt])} else t",
     ]
-    return _function(name, "tanh x without a libm call (vectorizes): odd polynomial near 0, (1 - e^-2|x|) / (1 + e^-2|x|) beyond.",
-                     body, "y")
+    doc = "tanh x without a libm call (vectorizes): odd polynomial near 0, (1 - e^-2|x|) / (1 + e^-2|x|) beyond."
+    return _function(name, doc, body, "y")
 
 
 def sigmoid_source(name: str, dt: str) -> str:

@@ -1,0 +1,120 @@
+"""Throughput of the vectorizable math helpers (specc.codegen.cpu_math) against what generated
+code calls today, and against NumPy's ufuncs.
+
+    python benchmarks/mathfn.py [--n 1000000] [--repeats 30] [--dtypes f32,f64]
+
+Every variant runs over the same n random inputs (x ~ 4 N(0, 1); |x| for log), single-threaded:
+
+  new      ``out[i] = {kind}_{dt}(x[i])`` in an njit loop with fastmath={"contract"} (cpu_math)
+  new-nc   the same loop without fastmath flags
+  current  the same loop calling what generated code calls now: np.exp / np.log / np.tanh (libm),
+           or cpu_rules.HELPERS' sigmoid_{dt}, softplus_{dt}, tanh_f32
+  numpy    NumPy on the whole array: np.exp, np.log, np.tanh (SIMD ufuncs), 1/(1+np.exp(-x)),
+           np.logaddexp(0, x)
+
+Prints the best-of-repeats ns/element and the ratios current/new and numpy/new (> 1: new is
+faster).  Shared machines are noisy: compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit
+
+from specc.codegen.cpu_math import MATH_HELPERS, array_fn
+from specc.codegen.cpu_rules import HELPERS
+
+KINDS = ["exp", "log", "tanh", "sigmoid", "softplus"]
+NP_DT = {"f32": np.float32, "f64": np.float64}
+
+
+def current_scalar(kind: str, dt: str):
+    """The scalar function generated code uses now for this op."""
+    if kind == "exp":
+        return njit(lambda v: np.exp(v))
+    if kind == "log":
+        return njit(lambda v: np.log(v))
+    if kind == "tanh" and dt == "f64":
+        return njit(lambda v: np.tanh(v))
+    name = f"{kind}_{dt}"
+    src = HELPERS[kind](name, dt).replace("cache=True, ", "")
+    ns: dict = {"np": np, "njit": njit}
+    exec(src, ns)
+    return ns[name]
+
+
+def loop_of(f, dt: str):
+    ft = NP_DT[dt]
+
+    @njit(error_model="numpy")
+    def loop(x):
+        out = np.empty(x.shape[0], ft)
+        for i in range(x.shape[0]):
+            out[i] = f(x[i])
+        return out
+
+    return loop
+
+
+def numpy_fn(kind: str):
+    one = None
+
+    def sigmoid(x):
+        return one / (one + np.exp(-x))
+
+    fns = {
+        "exp": np.exp,
+        "log": np.log,
+        "tanh": np.tanh,
+        "sigmoid": sigmoid,
+        "softplus": lambda x: np.logaddexp(x.dtype.type(0), x),
+    }
+
+    def call(x):
+        nonlocal one
+        one = x.dtype.type(1)
+        return fns[kind](x)
+
+    return call
+
+
+def best(fn, x, repeats: int) -> float:
+    fn(x)  # compile / warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return min(times) / x.size * 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--dtypes", default="f32,f64")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(args.n) * 4
+    print(f"n = {args.n}, best of {args.repeats}, ns/element (ratio > 1: new is faster)")
+    print(f"{'fn':<12}{'new':>8}{'new-nc':>8}{'current':>9}{'numpy':>8}{'cur/new':>9}{'np/new':>8}")
+    for dt in args.dtypes.split(","):
+        for kind in KINDS:
+            assert kind in MATH_HELPERS
+            x = base.astype(NP_DT[dt])
+            if kind == "log":
+                x = np.abs(x)
+            with np.errstate(all="ignore"):
+                t_new = best(array_fn(kind, dt, True), x, args.repeats)
+                t_nc = best(array_fn(kind, dt, False), x, args.repeats)
+                t_cur = best(loop_of(current_scalar(kind, dt), dt), x, args.repeats)
+                t_np = best(numpy_fn(kind), x, args.repeats)
+            print(f"{kind + '_' + dt:<12}{t_new:8.2f}{t_nc:8.2f}{t_cur:9.2f}{t_np:8.2f}"
+                  f"{t_cur / t_new:9.1f}{t_np / t_new:8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
