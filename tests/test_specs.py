@@ -414,9 +414,9 @@ def test_lenet5_matches_torch(torch) -> None:
     rng = np.random.default_rng(20)
     x, y = rng.uniform(0, 1, (3, 1, 8, 8)), rng.integers(0, DIGITS, 3).astype(np.int32)
     convs = []
-    for name, c_in in (("a1", 1), ("a2", 6)):
-        w = p[f"{name}.conv.w"]
-        conv = torch.nn.Conv2d(c_in, w.shape[0], w.shape[2], padding=2, dtype=torch.float64)
+    for name in ("a1", "a2"):
+        w = p[f"{name}.conv.w"]  # [out, in, k, k]
+        conv = torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], padding=2, dtype=torch.float64)
         with torch.no_grad():
             conv.weight.copy_(_t(torch, w))
             conv.bias.copy_(_t(torch, p[f"{name}.conv.b"]))
