@@ -120,7 +120,9 @@ def _exp_lines(dt: str, x: str, out: str, upper: bool = True) -> list[str]:
         f"_r = {t} - _k * {L(d['ln2_hi'])}",
         f"_r = _r - _k * {L(d['ln2_lo'])}",
         f"_p = {L(1.0)} + _r + _r * _r * ({_horner('_r', EXP_Q[dt], dt)})",
-        f"_n = {it}(_k)",
+        # k as an integer: for float64 through the bits of k + 1.5 2^52 (exact: k is integral, |k| < 2^51),
+        # since AVX2 has no packed float64 -> int64 conversion
+        f"_n = {it}(_k)" if dt == "f32" else "_n = np.float64(_k + 6755399441055744.0).view(np.int64) - 0x4338000000000000",
         "_n1 = _n >> 1",
         f"_s1 = {it}((_n1 + {bias}) << {mant}).view({ft})",
         f"_s2 = {it}((_n - _n1 + {bias}) << {mant}).view({ft})",
@@ -211,6 +213,8 @@ def sigmoid_source(name: str, dt: str) -> str:
     body = [
         "na = -abs(x)",
         *_exp_lines(dt, "na", "e", upper=False),
+        # (a correction for the rounding of 1 + e would take f64 from 3 to 2.1 ulp, f32 from 2.5 to 1.6,
+        # for 30% more time: not worth it here)
         f"y = ({L(1.0)} if x >= 0 else e) / ({L(1.0)} + e)",
     ]
     return _function(name, "1 / (1 + e^-x) from e^-|x| only (no overflow; vectorizes).", body, "y")
