@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--seed", type=int, default=0, help="seed for parameters, inputs and random ops")
     gc.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-6 in float64)")
     gc.add_argument("--inputs", action="store_true", help="also check gradients with respect to float inputs")
+    gc.add_argument("--target", choices=TARGET_CHOICES, default="interp",
+                    help="where the analytic gradients run: interp (default), cpu or cuda")
     run = command("run", "run the forward pass (reference interpreter) and summarise the outputs")
     run.add_argument("--data", type=Path, help="inputs: .npz (one array per input), .npy or .csv")
     run.add_argument("--params", type=Path,
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed for parameters and random inputs")
     run.add_argument("-o", "--output", type=Path, help="save the outputs to this .npz file")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    run.add_argument("--target", choices=TARGET_CHOICES, default=None,
+                     help="where to run: interp, cpu or cuda; default $SPECC_TARGET or cpu")
     add_train_commands(command)
     add_codegen_commands(sub, command)
     return p
@@ -95,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def add_codegen_commands(sub, command) -> None:
     """``specc emit`` (the generated kernel source) and ``specc cache`` (the compiled-kernel cache)."""
     emit = command("emit", "print (or write) the generated kernel source of a model's forward pass")
-    emit.add_argument("--target", choices=["cpu"], default="cpu", help="code generator (default cpu: Numba)")
+    emit.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
+                      help="code generator (default cpu: Numba; cuda: numba-cuda kernels)")
     emit.add_argument("--optimized", action="store_true", help="generate from the optimised IR, as training runs it")
     emit.add_argument("--backward", action="store_true", help="the forward-and-backward graph instead")
     emit.add_argument("-o", "--output", type=Path, metavar="DIR", help="write DIR/MODEL.py instead of printing")
@@ -129,8 +134,9 @@ def add_train_commands(command) -> None:
     t.add_argument("--seed", type=int, help="seed of the parameters, the shuffling and random ops")
     t.add_argument("--val-split", type=float, help="fraction of the training data held out for validation")
     t.add_argument("--augment", choices=AUGMENTATIONS, help="shift: move each training image by up to 1 pixel")
-    t.add_argument("--target", choices=["cpu", "interp"], default=None,
-                   help="where to run: cpu (compiled kernels) or interp (reference interpreter); default $SPECC_TARGET or cpu")
+    t.add_argument("--target", choices=TARGET_CHOICES, default=None,
+                   help="where to run: cpu (compiled kernels), cuda (GPU kernels) or interp (reference "
+                        "interpreter); default $SPECC_TARGET or cpu")
     t.add_argument("-o", "--output", type=Path, metavar="CKPT",
                    help="checkpoint file, written every epoch (default: SPEC.ckpt.npz here)")
     t.add_argument("--resume", type=Path, metavar="CKPT", help="continue the run saved in this checkpoint")
@@ -161,10 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+TARGET_CHOICES = ["cpu", "cuda", "interp"]
+
+
 def _compile(args):
     from .api import compile
 
-    return compile(args.spec, dtype=args.dtype, model=args.model)
+    return compile(args.spec, target=getattr(args, "target", None), dtype=args.dtype, model=args.model)
 
 
 def cmd_check(args) -> int:
@@ -276,7 +285,7 @@ def cmd_gradcheck(args) -> int:
     from .gradcheck import gradcheck
 
     dtype = args.dtype or "float64"
-    model = compile(args.spec, dtype=dtype, model=args.model)
+    model = compile(args.spec, target=args.target, dtype=dtype, model=args.model)
     tol = args.tol if args.tol is not None else (1e-6 if dtype == "float64" else 2e-2)
     dims = {"T": 3, "B": 3, **_parse_dims(args.dim)}
     inputs = random_inputs(model, dims, args.seed)
@@ -285,7 +294,18 @@ def cmd_gradcheck(args) -> int:
     params = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype)
               for k, v in model.init_params(args.seed).items()}  # away from zero biases
     eps = 1e-6 if dtype == "float64" else 1e-2
-    checks = gradcheck(model.program, params, arrays, bound, eps=eps, seed=args.seed, wrt_inputs=args.inputs)
+    grad_fn = None
+    if args.target != "interp":  # the analytic gradients from the target's compiled kernels
+        names = list(model.inputs) + [p.name for p in model.program.params]
+
+        def grad_fn(values):
+            kw = dict(zip(names, values))
+            params_now = {p.name: kw.pop(p.name) for p in model.program.params}
+            loss, grads = model.value_and_grad(params_now, seed=args.seed, wrt_inputs=args.inputs, **kw)
+            return loss, grads
+
+    checks = gradcheck(model.program, params, arrays, bound, eps=eps, seed=args.seed, wrt_inputs=args.inputs,
+                       grad_fn=grad_fn)
     width = max(len(c.name) for c in checks)
     worst: dict[str, object] = {}
     for c in checks:
@@ -334,7 +354,9 @@ def cmd_run(args) -> int:
         a = np.asarray(a)
         stats = f"mean {a.mean():.4g}  std {a.std():.4g}  min {a.min():.4g}  max {a.max():.4g}" if a.size else ""
         print(f"  {name}: {a.dtype}{list(a.shape)}  {stats}")
-    print(f"forward: {elapsed * 1e3:.1f} ms (reference interpreter)")
+    where = {"interp": "reference interpreter", "cpu": "compiled, cpu", "cuda": "compiled, cuda"}[model.target]
+    print(f"forward: {elapsed * 1e3:.1f} ms ({where}, first call includes compiling)"
+          if model.target != "interp" else f"forward: {elapsed * 1e3:.1f} ms ({where})")
     if args.output:
         np.savez(args.output, **outs)
         print(f"saved {', '.join(outs)} to {args.output}")
@@ -425,9 +447,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_emit(args) -> int:
+    from .api import compile
     from .codegen import generator
 
-    model = _compile(args)
+    model = compile(args.spec, target="interp", dtype=args.dtype, model=args.model)  # the IR only: no GPU needed
     graph = model.grad_program().graph if args.backward else model.program.graph
     if args.optimized:
         from .passes import optimize

@@ -63,7 +63,7 @@ DEVICE_JIT = "@cuda.jit(device=True, cache=True)"
 # Names the generated code uses for itself (the CPU emitter reserves the rest).
 CUDA_RESERVED = {
     "cuda", "math", "numba", "tid", "nthreads", "flat", "THREADS", "SCAN_THREADS", "TILE", "MAX_BLOCKS",
-    "SIMULATED", "grid_for", "cdiv",
+    "SIMULATED", "grid_for", "gemm_grid", "cdiv",
 }
 
 PRELUDE = '''\
@@ -88,6 +88,11 @@ def cdiv(a, b):
 def grid_for(n):
     """Blocks for a grid-stride loop over n elements."""
     return max(1, min(cdiv(n, THREADS), MAX_BLOCKS))
+
+
+def gemm_grid(m, n):
+    """Blocks for gemm: one per TILE x TILE tile of the m x n result, at most MAX_BLOCKS (they stride)."""
+    return max(1, min(cdiv(m, TILE) * cdiv(n, TILE), MAX_BLOCKS))
 '''
 
 

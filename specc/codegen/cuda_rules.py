@@ -127,34 +127,32 @@ def _slice_start_host(name: str, dt: str | None) -> str:
 
 def _gemm(name: str, dt: str) -> str:
     np_dt = CudaEmitter.np_dtype(dt)
+    zero = CudaEmitter.lit(0.0, dt)
     return f'''{DEVICE_JIT.replace("device=True, ", "")}
 def {name}(a, b, c):
-    """c = a @ b (2-D): each block computes a TILE x TILE tile of c, staging tiles of a and b in shared memory."""
+    """c = a @ b (2-D), one TILE x TILE tile of c at a time per block (blocks stride over the tiles);
+    the tiles of a and b it needs are staged in shared memory, one thread per element of the tile."""
     sa = cuda.shared.array((TILE, TILE), {np_dt})
     sb = cuda.shared.array((TILE, TILE), {np_dt})
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    row = cuda.blockIdx.y * TILE + ty
-    col = cuda.blockIdx.x * TILE + tx
     m = c.shape[0]
     n = c.shape[1]
     k = a.shape[1]
-    acc = {CudaEmitter.lit(0.0, dt)}
-    for k0 in range(0, k, TILE):
-        if row < m and k0 + tx < k:
-            sa[ty, tx] = a[row, k0 + tx]
-        else:
-            sa[ty, tx] = {CudaEmitter.lit(0.0, dt)}
-        if col < n and k0 + ty < k:
-            sb[ty, tx] = b[k0 + ty, col]
-        else:
-            sb[ty, tx] = {CudaEmitter.lit(0.0, dt)}
-        cuda.syncthreads()
-        for kk in range(TILE):
-            acc += sa[ty, kk] * sb[kk, tx]
-        cuda.syncthreads()
-    if row < m and col < n:
-        c[row, col] = acc
+    tiles_n = (n + TILE - 1) // TILE
+    for tile in range(cuda.blockIdx.x, (m + TILE - 1) // TILE * tiles_n, cuda.gridDim.x):
+        row = tile // tiles_n * TILE + ty
+        col = tile % tiles_n * TILE + tx
+        acc = {zero}
+        for k0 in range(0, k, TILE):
+            sa[ty, tx] = a[row, k0 + tx] if row < m and k0 + tx < k else {zero}
+            sb[ty, tx] = b[k0 + ty, col] if col < n and k0 + ty < k else {zero}
+            cuda.syncthreads()
+            for kk in range(TILE):
+                acc += sa[ty, kk] * sb[kk, tx]
+            cuda.syncthreads()
+        if row < m and col < n:
+            c[row, col] = acc
 '''
 
 
@@ -290,7 +288,7 @@ def _gemm_launch(e: CudaEmitter, a: Value, b: Value, out: Value) -> None:
     w2 = _view(e, w, f"({k}, {cols})", b.type.rank != 2)
     o2 = _view(e, o, f"({rows}, {cols})", out.type.rank != 2)
     gemm = e.helper_kernel("gemm", out.dtype)
-    e.lines(f"{gemm}[(cdiv({cols}, TILE), cdiv({rows}, TILE)), (TILE, TILE)]({x2}, {w2}, {o2})")
+    e.lines(f"{gemm}[gemm_grid({rows}, {cols}), (TILE, TILE)]({x2}, {w2}, {o2})")
 
 
 def _view(e: CudaEmitter, array: str, shape: str, needed: bool) -> str:
