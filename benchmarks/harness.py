@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 def set_threads(n: int) -> dict[str, str]:
     """Give every library ``n`` threads; call before importing any of them.
 
-    specc: ``SPECC_NUM_THREADS`` (the BLAS threads of its kernels). OpenMP, MKL and
-    OpenBLAS pools: their usual variables. JAX has no thread-count knob: its XLA CPU
-    client sizes its pool from the CPUs this process may run on, so with fewer threads
+    specc: ``SPECC_NUM_THREADS`` (the threads of its kernels). OpenMP, MKL and
+    OpenBLAS pools: their usual variables. JAX has no documented thread-count knob: its
+    CPU client sizes its pool from the CPUs this process may run on (jax-ml/jax#1539), so with fewer threads
     than CPUs the whole process is pinned to the first ``n`` CPUs (which bounds every
     library alike), and with one thread Eigen's multi-threading is switched off too.
     """
@@ -88,6 +88,7 @@ class Measurement:
     samples: list[float] = field(default_factory=list)
     first_call_s: float | None = None  # compile (or load from cache) + first step
     error: str | None = None  # why it did not run ("not installed", an exception)
+    load_average: float | None = None  # the machine's 1-minute load when the timing ended
 
     @property
     def median_s(self) -> float | None:
@@ -142,7 +143,9 @@ def measure_group(family: str, mode: str, shape: str, flops: float, impls: dict[
     for r in range(timing.rounds):
         for name in (order if r % 2 == 0 else order[::-1]):
             results[name].samples += _block(steps[name], per_round, timing)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for m in results.values():
+        m.load_average = load
         if m.samples:
             log(f"  {family} {mode} {shape} {m.impl}: {m.ms:.2f} ms")
     return list(results.values())
@@ -209,7 +212,7 @@ def comparison_rows(measurements: Sequence[Measurement]) -> list[Row]:
             target = TARGETS.get((family, mode, peer.impl))
             ratio = specc.median_s / peer.median_s if specc.median_s and peer.median_s else None
             if ratio is None:
-                verdict = peer.error or specc.error or "no result"
+                verdict = _short(peer.error or specc.error or "no result")
             elif target is None:
                 verdict = ""
             else:
@@ -234,19 +237,26 @@ def format_table(rows: Sequence[Row]) -> str:
 
 
 def format_compile_table(compile_results: Sequence[dict[str, Any]]) -> str:
-    head = ["compile (specs/lstm.nn fwd+bwd)", "import s", "to first result s", "after import s", "target",
-            "result"]
+    head = ["compile (specs/lstm.nn fwd+bwd)", "import s", "specc.compile s", "first call s", "to first result s",
+            "target", "result", "cache writes"]
     body = []
     for c in compile_results:
         if c.get("error"):
-            body.append([c["name"], "", "", "", "", c["error"][:60]])
+            body.append([c["name"], "", "", "", "", "", _short(c["error"]), ""])
             continue
         target = c.get("target")
         verdict = "" if target is None else ("PASS" if c["first_result_s"] <= target else "MISS")
-        body.append([c["name"], _num(c["import_s"], 2), _num(c["first_result_s"], 2),
-                     _num(c["first_result_s"] - c["import_s"], 2),
-                     f"<= {target:g} s" if target is not None else "", verdict])
+        writes = (f"{c['sources_written']} sources, {c['numba_files_written']} Numba files"
+                  if "sources_written" in c else "")
+        body.append([c["name"], _num(c["import_s"], 2), _num(c.get("build_s"), 2), _num(c["first_call_s"], 2),
+                     _num(c["first_result_s"], 2), f"<= {target:g} s" if target is not None else "", verdict,
+                     writes])
     return _render(head, body)
+
+
+def _short(why: str, width: int = 48) -> str:
+    """A reason that fits a table cell (the JSON keeps it whole)."""
+    return why if len(why) <= width else why[:width - 3] + "..."
 
 
 def _num(x: float | None, digits: int | None = None) -> str:
@@ -262,7 +272,8 @@ def _render(head: list[str], body: list[list[str]]) -> str:
     numeric = [all(_is_num(row[i]) for row in body) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(str(c).rjust(w) if n else str(c).ljust(w) for c, w, n in zip(cells, widths, numeric))
+        cells = [str(c).rjust(w) if n else str(c).ljust(w) for c, w, n in zip(cells, widths, numeric)]
+        return "  ".join(cells).rstrip()
 
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
 

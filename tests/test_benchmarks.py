@@ -128,6 +128,12 @@ def test_torch_feedforward_and_adam_match_specc(torch, net):
         close(v.T if k.endswith(".W") else v, new[k], f"{net} {k} after Adam", rtol=1e-4)
 
 
+def test_lenet_spec_sets_the_widths():
+    model = specc.compile(feedforward.lenet_spec(3, 7), target="interp", dtype="float32")
+    assert model.param_shapes["a1.conv.w"] == (3, 1, 5, 5) and model.param_shapes["a2.conv.w"] == (7, 3, 5, 5)
+    assert model.param_shapes["h3.dense.W"] == (7 * 4, 120)
+
+
 def test_flop_counts():
     assert rnn.gemm_flops("lstm", 50, 32, 64, 256, "forward") == 2 * 50 * 32 * (64 + 256) * 4 * 256
     assert rnn.gemm_flops("lstm", 50, 32, 64, 256) == 3 * rnn.gemm_flops("lstm", 50, 32, 64, 256, "forward")
