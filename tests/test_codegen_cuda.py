@@ -1,0 +1,393 @@
+"""The CUDA backend (specc.codegen.cuda + cuda_runtime) against the reference interpreter.
+
+Without a GPU, kernels run in numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1: every GPU thread is a
+Python thread, so sizes are tiny), and ``specc.codegen.cuda_ptx`` compiles every kernel to PTX for an
+H100 (NVVM only, no GPU) to catch what the simulator accepts but numba-cuda would not.
+
+- every op of the registry has a CUDA lowering rule, and every op runs in one of the graphs below;
+- simulated == interpreter, float64 to 1e-10 and float32 to 1e-5: the hand-written op-coverage specs
+  of the CPU tests (forward, and value-and-grad with every gradient-only op), and forward plus every
+  gradient of each spec in specs/ with its sizes shrunk (hidden 64 -> 12, ...);
+- a recurrence is ONE persistent kernel (forward, and the reversed one of its backward), looping
+  over time inside the kernel with barriers between the body's equations; the host launches a
+  fixed number of kernels whatever T is;
+- device arrays in and out (parameters can stay on the GPU);
+- `--target cuda` on the command line, and a clear error where numba-cuda or a GPU is missing;
+- on a real GPU (marked `gpu`, skipped elsewhere): the LSTM's gradients against the interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import specc
+from specc.codegen import LOWERINGS, generator, missing_lowerings
+from specc.interpret import interpret
+from specc.ops import REGISTRY
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.nn"))
+TOL = {"f64": 1e-10, "f32": 1e-5}
+HAS_NUMBA_CUDA = __import__("importlib").util.find_spec("numba_cuda") is not None
+needs_numba_cuda = pytest.mark.skipif(not HAS_NUMBA_CUDA, reason="numba-cuda is not installed (pip install numba-cuda)")
+
+
+def shrink(text: str) -> str:
+    """A spec with its layer sizes made tiny for the simulator (comments untouched): 128 -> 7, 64 -> 12, ..."""
+    sizes = {"128": "7", "120": "6", "84": "5", "64": "12", "32": "4", "16": "3"}
+    out = []
+    for line in text.splitlines():
+        code, sep, comment = line.partition("#")
+        code = re.sub(r"(?<![\w.])(128|120|84|64|32|16)(?![\w.])", lambda m: sizes[m.group(1)], code)
+        out.append(code + sep + comment)
+    return "\n".join(out) + "\n"
+
+
+# ---- what needs no numba-cuda: the registry and the source --------------------------------------
+def test_every_op_has_a_cuda_lowering() -> None:
+    assert missing_lowerings("cuda") == [], "ops without a CUDA lowering rule (see specc/codegen/cuda_rules.py)"
+    for name, op in REGISTRY.items():
+        assert op.lowerings.get("cuda") is LOWERINGS["cuda"][name]
+
+
+def lstm_grad_module():
+    from specc.passes import optimize
+
+    model = specc.compile(str(ROOT / "specs" / "lstm.nn"), target="interp")
+    graph = optimize(model.grad_program().graph)
+    return graph, generator("cuda").generate(graph, f"{model.name}_grad")
+
+
+def test_generated_source_reads_like_the_spec() -> None:
+    model = specc.compile(str(ROOT / "specs" / "lstm.nn"), target="interp")
+    mod = generator("cuda").generate(model.program.graph, model.name)
+    src = mod.source
+    assert mod.target == "cuda" and mod.inputs[:3] == ("x", "y", "h_W_f") and mod.dims == ("T", "B")
+    assert "from numba import cuda" in src and "def run(x, y, h_W_f," in src
+    assert "# lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)" in src
+    assert "h_z = cuda.device_array((B, 72), np.float32)" in src
+    assert "np.exp" not in src and "np.tanh" not in src, "numba-cuda has no NumPy ufuncs in kernels"
+    compile(src, "<generated>", "exec")
+    again = generator("cuda").generate(specc.compile(str(ROOT / "specs" / "lstm.nn")).program.graph, model.name)
+    assert again.source == src, "generation must be deterministic (the cache is keyed by the source)"
+
+
+def kernels_of(src: str) -> dict[str, str]:
+    """Kernel name -> its source, for each ``@cuda.jit`` kernel (not device functions)."""
+    parts = re.split(r"\n(?=(?:# [^\n]*\n)*@cuda\.jit)", src)
+    out = {}
+    for part in parts:
+        m = re.search(r"@cuda\.jit\(([^)]*)\)\ndef (\w+)\(", part)
+        if m and "device=True" not in m.group(1):
+            out[m.group(2)] = part.split("\n\n\ndef run(", 1)[0]
+    return out
+
+
+def test_a_recurrence_and_its_backward_are_one_persistent_kernel_each() -> None:
+    graph, mod = lstm_grad_module()
+    src = mod.source
+    kernels = kernels_of(src)
+    scans = [name for name in kernels if name.endswith("_scan")]
+    assert len(scans) == 2, "the forward scan and the reversed scan of its backward"
+    forward, backward = (kernels[name] for name in scans)
+    for body in (forward, backward):
+        assert "tid = cuda.threadIdx.x" in body and "nthreads = cuda.blockDim.x" in body
+        assert body.count("cuda.syncthreads()") >= 2, "barriers between dependent body equations"
+        assert "for flat in range(tid, " in body
+    assert "for n in range(T):" in forward and "t = n" in forward
+    assert "t_1 = T - 1 - n_1" in backward, "the backward scan runs in reverse"
+    run = src.split("\ndef run(", 1)[1]
+    assert "for " not in run, "the host launches a fixed number of kernels, whatever T is"
+    for name in scans:
+        assert re.search(rf"\n    {name}\[1, SCAN_THREADS\]\(", run), "one block, launched once"
+    assert "gemm_f32[gemm_grid(" in run, "the input projections outside the recurrence use the tiled gemm"
+
+
+def test_cli_emit_cuda_prints_the_source(capsys) -> None:
+    from specc.cli import main
+
+    assert main(["emit", str(ROOT / "specs" / "rnn.nn"), "--target", "cuda", "--optimized", "--backward"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('"""classify_grad: generated by specc for CUDA') and "@cuda.jit(cache=True)" in out
+
+
+def test_missing_numba_cuda_is_a_clear_error(monkeypatch) -> None:
+    import importlib.util
+
+    from specc.codegen import cuda_runtime
+    from specc.errors import SpeccError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    with pytest.raises(SpeccError, match="needs the numba-cuda package") as info:
+        cuda_runtime.require_cuda()
+    assert "pip install" in info.value.hint
+
+
+@needs_numba_cuda
+def test_no_gpu_without_the_simulator_is_a_clear_error(tmp_path) -> None:
+    """In a process without the simulator: exit 1 and a message, no traceback (skipped where a GPU is)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = str(ROOT)
+    if _gpu_available(env):
+        pytest.skip("a GPU is present: there is no error to show")
+    out = subprocess.run([sys.executable, "-m", "specc", "run", str(ROOT / "specs" / "rnn.nn"), "--target", "cuda"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "no CUDA GPU" in out.stderr and "NUMBA_ENABLE_CUDASIM=1" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def _gpu_available(env: dict) -> bool:
+    probe = "from numba import cuda; print(cuda.is_available())"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    return out.stdout.strip().endswith("True")
+
+
+# ---- every kernel compiles for a real GPU (PTX, no GPU needed) ---------------------------------------
+def _nvvm_env() -> dict | None:
+    if not HAS_NUMBA_CUDA:
+        return None
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = str(ROOT)
+    probe = ("from numba import cuda, float32\n"
+             "def k(a):\n    a[0] = 1\n"
+             "cuda.compile_ptx(k, (float32[::1],), cc=(9, 0))\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    return env if out.stdout.strip() == "ok" else None
+
+
+PTX_CASES = [("lstm", "f32", "backward"), ("recurrent", "f64", "backward"), ("grads", "f64", "backward"),
+             ("nn_ops", "f32", "plain"), ("layout", "f64", "plain"), ("formulas", "f32", "optimised")]
+
+
+def test_every_kernel_compiles_to_ptx(tmp_path) -> None:
+    """numba-cuda (not the simulator) types and compiles every kernel, device function and gemm for sm_90."""
+    env = _nvvm_env()
+    if env is None:
+        pytest.skip("numba-cuda with NVVM is not installed (pip install numba-cuda 'cuda-toolkit[nvvm]==13.*')")
+    jobs = []
+    for name, dtype, how in PTX_CASES:
+        model, graph = load_graph(name, dtype, how)
+        mod = generator("cuda").generate(graph, f"{name}_{how}")
+        path = tmp_path / f"{mod.name}.py"
+        path.write_text(mod.source)
+        dims = dims_for(model.program, {"T": 3, "B": 2, "L": 6})
+        args = [[v.dtype, [d.evaluate(dims) for d in v.shape]] for v in (*graph.inputs, *(d.value for d in mod.draws))]
+        jobs.append((path, json.dumps({"args": args, "dims": [dims[s] for s in mod.dims]}), mod))
+    script = ("import sys, json\nfrom pathlib import Path\nfrom specc.codegen.cuda_ptx import check_module\n"
+              "out = {}\nfor path, spec in json.loads(sys.argv[1]):\n"
+              "    s = json.loads(spec)\n    out[path] = check_module(Path(path), s['args'], s['dims'])\n"
+              "print(json.dumps(out))")
+    arg = json.dumps([[str(p), s] for p, s, _ in jobs])
+    out = subprocess.run([sys.executable, "-c", script, arg], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    compiled = json.loads(out.stdout.strip().splitlines()[-1])
+    for path, _, mod in jobs:
+        assert set(compiled[str(path)]) == set(kernels_of(mod.source)), f"{path.name}: some kernel was not launched"
+
+
+# ---- the simulator: compiled == interpreter ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory):
+    """numba-cuda's simulator for this module, and one fresh cache directory."""
+    if not HAS_NUMBA_CUDA:
+        pytest.skip("numba-cuda is not installed (pip install numba-cuda)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NUMBA_ENABLE_CUDASIM", "1")
+        mp.setenv("SPECC_CACHE_DIR", str(tmp_path_factory.mktemp("specc-cuda-cache")))
+        from specc.codegen.cuda_runtime import require_cuda
+
+        yield require_cuda()  # (where numba.cuda was already imported for a real GPU, that GPU runs them)
+
+
+def hand_specs() -> dict[str, str]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_codegen_cpu import HAND  # the CPU tests' op-coverage specs: one source of truth
+
+    return HAND
+
+
+def load_graph(name: str, dtype: str, how: str):
+    from specc.passes import optimize
+
+    source = hand_specs().get(name) or shrink((ROOT / "specs" / f"{name}.nn").read_text())
+    model = specc.compile(source, target="interp", dtype={"f32": "float32", "f64": "float64"}[dtype])
+    graph = model.program.graph
+    if how == "backward":
+        graph = optimize(model.grad_program(wrt_inputs=True).graph, verify_each=True)
+    elif how == "optimised":
+        graph = optimize(graph, verify_each=True)
+    return model, graph
+
+
+def dims_for(prog, binding: dict[str, int]) -> dict[str, int]:
+    dims = dict(prog.dims)
+    for info in prog.inputs:
+        for d in info.value.shape:
+            for s in d.symbols:
+                dims.setdefault(s, binding.get(s, 3))
+    return dims
+
+
+def make_args(model, dims: dict[str, int], seed: int) -> list[np.ndarray]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_codegen_cpu import make_args as cpu_make_args
+
+    return cpu_make_args(model, dims, seed)
+
+
+def assert_close(got, want, dtype: str, names) -> None:
+    assert len(got) == len(want)
+    for name, g, w in zip(names, got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype, f"{name}: {g.dtype}{g.shape} vs {w.dtype}{w.shape}"
+        if np.issubdtype(w.dtype, np.integer):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+        else:
+            np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def compiled(simulator):
+    """(name, dtype, how) -> (model, graph, CudaCompiledGraph), compiled once for the module."""
+    from specc.runtime import compile_graph
+
+    made: dict = {}
+
+    def get(name: str, dtype: str, how: str):
+        key = (name, dtype, how)
+        if key not in made:
+            model, graph = load_graph(name, dtype, how)
+            made[key] = (model, graph, compile_graph(graph, target="cuda", name=f"{model.name}_{how}"))
+        return made[key]
+
+    return get
+
+
+# (name, dtype, how): how = "plain" (one kernel per op), "optimised" (fused groups, views, merged matmuls),
+# "backward" (value-and-grad IR, optimised: forward outputs and every gradient, inputs' too).
+CASES = [(p.stem, "f64", "backward") for p in SPECS]  # every spec, forward and gradients, sizes shrunk
+CASES += [("lstm", "f32", "backward")]  # float32
+CASES += [("nn_ops", "f64", "plain"), ("layout", "f64", "plain"), ("recurrent", "f64", "plain")]  # every op
+CASES += [("formulas", "f64", "optimised"), ("formulas", "f32", "optimised")]  # every scalar formula, fused
+CASES += [("grads", "f64", "backward"), ("recurrent", "f64", "backward")]  # gradient ops, BPTT of odd scans
+BINDINGS = ({"T": 3, "B": 2, "L": 6}, {"T": 2, "B": 3, "L": 7})
+
+
+@pytest.mark.parametrize("name,dtype,how", CASES, ids=[f"{n}-{d}-{h}" for n, d, h in CASES])
+def test_simulated_matches_interpreter(compiled, name: str, dtype: str, how: str) -> None:
+    model, graph, kernel = compiled(name, dtype, how)
+    names = [f"out{k}" for k in range(len(graph.outputs))]
+    bindings = BINDINGS if how == "plain" else BINDINGS[:1]  # one module serves every binding of the dims
+    for k, binding in enumerate(bindings):
+        dims = dims_for(model.program, binding)
+        args = make_args(model, dims, seed=k)
+        want = interpret(graph, args, dims, seed=k + 10, training=True)
+        got = kernel(args, dims, seed=k + 10, training=True)
+        assert_close(got, want, dtype, names)
+
+
+def test_cases_cover_every_op(compiled) -> None:
+    used: set[str] = set()
+    for name, dtype, how in CASES:
+        used |= {e.op for e in compiled(name, dtype, how)[2].graph.walk()}
+    assert sorted(set(REGISTRY) - used) == []
+
+
+def test_random_draws_replay_the_interpreter(compiled) -> None:
+    model, graph, kernel = compiled("recurrent", "f64", "plain")
+    dims = dims_for(model.program, BINDINGS[0])
+    args = make_args(model, dims, seed=3)
+    for seed, training in ((0, True), (12345, False)):
+        assert_close(kernel(args, dims, seed=seed, training=training),
+                     interpret(graph, args, dims, seed=seed, training=training), "f64", model.program.output_names)
+
+
+def test_device_arrays_in_and_out(compiled, simulator) -> None:
+    """Parameters already on the device are used in place; device=True leaves the results there."""
+    model, graph, kernel = compiled("rnn", "f64", "backward")
+    dims = dims_for(model.program, BINDINGS[0])
+    args = make_args(model, dims, seed=1)
+    on_device = [simulator.to_device(a) if a.ndim else a for a in args]
+    outs = kernel(on_device, dims, device=True)
+    assert all(hasattr(o, "copy_to_host") for o in outs)
+    host = kernel(args, dims)
+    assert_close([o.copy_to_host().reshape(h.shape) for o, h in zip(outs, host)], host, "f64", range(len(host)))
+
+
+def test_inputs_are_checked(compiled) -> None:
+    from specc.errors import InputError
+
+    model, _, kernel = compiled("lstm", "f32", "backward")
+    dims = dims_for(model.program, BINDINGS[0])
+    args = make_args(model, dims, seed=0)
+    with pytest.raises(InputError, match="expected"):
+        kernel([args[0][:, :1], *args[1:]], dims)
+    with pytest.raises(InputError, match="dim"):
+        kernel(args, {})
+    with pytest.raises(InputError, match="inputs"):
+        kernel(args[:-1], dims)
+
+
+def test_model_api_on_cuda(simulator) -> None:
+    """specc.compile(target='cuda'): forward and value_and_grad as with the interpreter (host arrays in and out)."""
+    source = shrink((ROOT / "specs" / "gru.nn").read_text())
+    model, ref = specc.compile(source, target="cuda"), specc.compile(source, target="interp")
+    params = model.init_params(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(3, 2, 8)).astype(np.float32), np.array([3, 9], np.int32)
+    out, want = model.forward(params, x=x, y=y), ref.forward(params, x=x, y=y)
+    assert_close(list(out.values()), list(want.values()), "f32", list(out))
+    loss, grads = model.value_and_grad(params, x=x, y=y)
+    loss_ref, grads_ref = ref.value_and_grad(params, x=x, y=y)
+    assert_close([loss, *grads.values()], [loss_ref, *grads_ref.values()], "f32", ["loss", *grads])
+
+
+def test_cli_run_and_gradcheck_on_cuda(simulator, tmp_path, capsys) -> None:
+    from specc.cli import main
+
+    spec = tmp_path / "rnn.nn"
+    spec.write_text(shrink((ROOT / "specs" / "rnn.nn").read_text()))
+    assert main(["run", str(spec), "--target", "cuda", "--dim", "T=2", "--dim", "B=2"]) == 0
+    assert "(compiled, cuda" in capsys.readouterr().out
+    assert main(["gradcheck", str(spec), "--target", "cuda", "--dim", "T=2", "--dim", "B=2"]) == 0
+    assert "5/5 gradients agree" in capsys.readouterr().out
+
+
+# ---- a real GPU -------------------------------------------------------------------------------------
+GPU_SCRIPT = """\
+import sys
+import numpy as np, specc
+src = open(sys.argv[1]).read()
+model, ref = specc.compile(src, target="cuda", dtype="float64"), specc.compile(src, target="interp", dtype="float64")
+params = model.init_params(0)
+rng = np.random.default_rng(0)
+x, y = rng.uniform(size=(20, 16, 8)), rng.integers(0, 10, 16).astype(np.int32)
+loss, grads = model.value_and_grad(params, x=x, y=y)
+loss_ref, grads_ref = ref.value_and_grad(params, x=x, y=y)
+assert abs(loss - loss_ref) < 1e-10, (loss, loss_ref)
+for k in grads:
+    np.testing.assert_allclose(grads[k], grads_ref[k], rtol=1e-9, atol=1e-10, err_msg=k)
+print("ok")
+"""
+
+
+@pytest.mark.gpu
+@needs_numba_cuda
+def test_lstm_gradients_on_a_real_gpu(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = str(ROOT)
+    env["SPECC_CACHE_DIR"] = str(tmp_path / "cache")
+    if not _gpu_available(env):
+        pytest.skip("no CUDA GPU")
+    out = subprocess.run([sys.executable, "-c", GPU_SCRIPT, str(ROOT / "specs" / "lstm.nn")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-4000:]
