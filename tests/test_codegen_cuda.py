@@ -82,11 +82,11 @@ def test_generated_source_reads_like_the_spec() -> None:
 
 def kernels_of(src: str) -> dict[str, str]:
     """Kernel name -> its source, for each ``@cuda.jit`` kernel (not device functions)."""
-    parts = re.split(r"\n(?=(?:# [^\n]*\n)*@cuda\.jit)", src)
+    parts = re.split(r"\n(?=(?:# [^\n]*\n)*@(?:cuda\.jit|persistent))", src)
     out = {}
     for part in parts:
-        m = re.search(r"@cuda\.jit\(([^)]*)\)\ndef (\w+)\(", part)
-        if m and "device=True" not in m.group(1):
+        m = re.search(r"@(?:cuda\.jit\(([^)]*)\)|persistent)\ndef (\w+)\(", part)
+        if m and "device=True" not in (m.group(1) or ""):
             out[m.group(2)] = part.split("\n\n\ndef run(", 1)[0]
     return out
 
@@ -99,6 +99,7 @@ def test_a_recurrence_and_its_backward_are_one_persistent_kernel_each() -> None:
     assert len(scans) == 2, "the forward scan and the reversed scan of its backward"
     forward, backward = (kernels[name] for name in scans)
     for body in (forward, backward):
+        assert "@persistent\ndef " in body, "launch bounds: the one block fits an SM"
         assert "tid = cuda.threadIdx.x" in body and "nthreads = cuda.blockDim.x" in body
         assert body.count("cuda.syncthreads()") >= 2, "barriers between dependent body equations"
         assert "for flat in range(tid, " in body

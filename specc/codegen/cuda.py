@@ -58,12 +58,13 @@ from .lines import Lines
 TARGET = "cuda"
 ENTRY = "run"
 JIT = "@cuda.jit(cache=True)"
+PERSISTENT_JIT = "@persistent"  # cuda.jit with launch bounds, defined in the module's prelude
 DEVICE_JIT = "@cuda.jit(device=True, cache=True)"
 
 # Names the generated code uses for itself (the CPU emitter reserves the rest).
 CUDA_RESERVED = {
     "cuda", "math", "numba", "tid", "nthreads", "flat", "THREADS", "SCAN_THREADS", "TILE", "MAX_BLOCKS",
-    "SIMULATED", "grid_for", "gemm_grid", "cdiv",
+    "SIMULATED", "persistent", "grid_for", "gemm_grid", "cdiv",
 }
 
 PRELUDE = '''\
@@ -79,6 +80,11 @@ THREADS = 32 if SIMULATED else 256  # threads per block of a grid-stride kernel
 SCAN_THREADS = 32 if SIMULATED else 1024  # the one block of a recurrence's persistent kernel
 TILE = 4 if SIMULATED else 16  # gemm: TILE x TILE outputs per block, tiles staged in shared memory
 MAX_BLOCKS = 4 if SIMULATED else 65535
+
+
+# A persistent kernel's one block must fit on an SM whatever the kernel's size: its launch bounds make
+# the compiler keep to 65536 / SCAN_THREADS registers per thread (the simulator takes no such option).
+persistent = cuda.jit(cache=True) if SIMULATED else cuda.jit(cache=True, launch_bounds=SCAN_THREADS)
 
 
 def cdiv(a, b):
@@ -193,7 +199,7 @@ class CudaEmitter(Emitter):
         params = self._params(body)
         src = Lines()
         src.extend(k.head)
-        src(JIT)
+        src(PERSISTENT_JIT if k.persistent else JIT)
         src(f"def {k.name}({', '.join(params)}):")
         text = src.render() + body
         self.kernels.append(text)

@@ -79,7 +79,8 @@ def check_module(path: Path, args: Sequence[tuple[str, Sequence[int]]], dims: Se
     sizes = {}
     for name, sigs in launches.items():
         for sig in dict.fromkeys(sigs):
-            ptx, _ = cuda.compile_ptx(kernels[name].py_func, sig, cc=CC)
+            bounds = kernels[name].targetoptions.get("launch_bounds")
+            ptx, _ = cuda.compile_ptx(kernels[name].py_func, sig, cc=CC, launch_bounds=bounds)
             sizes[name] = len(ptx)
     return sizes
 
