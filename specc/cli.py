@@ -464,7 +464,8 @@ def cmd_emit(args) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"{module.name}.py"
     path.write_text(module.source)
-    print(f"wrote {path}: {module.entry}({', '.join(module.inputs + module.dims)})")
+    threads = ("threads",) if module.threads else ()
+    print(f"wrote {path}: {module.entry}({', '.join(module.inputs + module.dims + threads)})")
     return 0
 
 

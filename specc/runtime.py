@@ -27,15 +27,20 @@ The cache directory is ``$SPECC_CACHE_DIR``, else ``~/.cache/specc``;
 loaded modules are also kept by hash, so compiling the same graph twice costs
 only the generation of its source.
 
-Threads: a kernel runs its loops on one thread (no ``parallel=True``: the
-loops here are small and it did not pay), and while it runs the BLAS that
-``np.dot`` calls is limited to ``$SPECC_NUM_THREADS`` threads (default 1).
-The per-step products of a recurrent network are small (64 x 64 x 256 for the
-optimised LSTM), where extra BLAS threads only add synchronisation; on this
-project's two-core machine, busy with other work, the LSTM forward kernel
-(T=8, B=64) took 200 ms with two OpenBLAS threads and 1-3 ms with one.  The
-limit is set around each call (threadpoolctl, about 20 microseconds) and
-restored after, so the rest of the process keeps its own setting.
+Threads: one owner of the cores.  A kernel splits its work itself, never
+through BLAS: a recurrence whose steps treat batch rows independently runs
+as one block of rows per thread (``prange``; every step of the block on one
+thread, no synchronisation between steps, see :mod:`specc.codegen.rows`),
+and the BLAS that ``np.dot`` calls is held to one thread while a kernel runs
+(threadpoolctl, about 20 microseconds a call, restored after), so OpenBLAS
+threads never compete with the kernel's own.  The per-step products of a
+recurrence are small (32 x 256 x 1024 for the benchmark LSTM), where BLAS
+threads only synchronise: on this project's two-core machine, busy with
+other work, the LSTM forward kernel (T=8, B=64) took 200 ms with two
+OpenBLAS threads and 1-3 ms with one.  The number of threads is
+``$SPECC_NUM_THREADS``, else the CPUs this process may run on.  Kernel
+calls are serialised by a lock (Numba's default thread pool must not be
+entered from two threads at once).
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class CacheStats:
 STATS = CacheStats()
 _LOADED: dict[str, ModuleType] = {}
 _LOCK = threading.Lock()
+_CALL_LOCK = threading.Lock()
 
 
 def clear_cache(directory: Path | None = None) -> int:
@@ -155,8 +161,13 @@ def _load(module: GeneratedModule, key: str) -> tuple[ModuleType, Path]:
 
 
 # ---- threads -----------------------------------------------------------------------------------
-def blas_threads() -> int:
-    return max(1, int(os.environ.get("SPECC_NUM_THREADS", "1")))
+def kernel_threads() -> int:
+    """``$SPECC_NUM_THREADS``, else the CPUs this process may run on (at most Numba's pool size)."""
+    import numba
+
+    env = os.environ.get("SPECC_NUM_THREADS")
+    n = int(env) if env else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(n or 1, numba.config.NUMBA_NUM_THREADS))
 
 
 _CONTROLLER: Any = None
@@ -169,7 +180,7 @@ def _blas_limit() -> Any:
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=blas_threads(), user_api="blas")
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 # ---- compiled graphs ---------------------------------------------------------------------------
@@ -197,8 +208,13 @@ class CompiledGraph:
         if missing:
             raise InputError(f"the size of dim {missing[0]} is not given", hint="pass it in dims")
         draws = [d.sample(sizes, seed, training) for d in self.module.draws]
-        with _blas_limit():
-            outs = self.entry(*arrays, *draws, *(int(sizes[s]) for s in self.module.dims))
+        import numba
+
+        threads = kernel_threads()
+        extra = (threads,) if self.module.threads else ()
+        with _CALL_LOCK, _blas_limit():
+            numba.set_num_threads(threads)
+            outs = self.entry(*arrays, *draws, *(int(sizes[s]) for s in self.module.dims), *extra)
         return list(outs)
 
 
@@ -223,7 +239,7 @@ def _signature(module: GeneratedModule, graph: Graph) -> tuple:
     nb = {"f32": types.float32, "f64": types.float64, "i32": types.int32}
     values = [*graph.inputs, *(d.value for d in module.draws)]
     arrays = [types.Array(nb[v.dtype], len(v.shape), "C") for v in values]
-    return (*arrays, *([types.int64] * len(module.dims)))
+    return (*arrays, *([types.int64] * (len(module.dims) + module.threads)))
 
 
 def compile_graph(graph: Graph, *, target: str = "cpu", name: str = "graph") -> CompiledGraph:

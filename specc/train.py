@@ -106,7 +106,7 @@ class History:
 
 @contextlib.contextmanager
 def blas_threads() -> Iterator[None]:
-    """Limit BLAS to ``$SPECC_NUM_THREADS`` threads (default 1) while training.
+    """Hold BLAS to one thread while training (kernels split their work themselves, see specc.runtime).
 
     A model's products are small (64 x 64 x 128 for the MLP), where BLAS threads
     only synchronise: on a loaded two-core machine that product took 31 ms with
@@ -115,7 +115,7 @@ def blas_threads() -> Iterator[None]:
     """
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=max(1, int(os.environ.get("SPECC_NUM_THREADS", "1"))), user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"):
         yield
 
 

@@ -324,8 +324,10 @@ def test_generated_source_reads_like_the_spec() -> None:
     assert "def run(x, y, h_W_f," in src and src.count("@njit(cache=True") >= 1
     assert "# lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)" in src
     assert "np.dot(h_z, h_W_f, " in src
-    assert "h_z = np.empty((B, 72), np.float32)" in src
-    assert "for n in range(T):" in src and "c_t_1 = h_c[t - 1] if n >= 1 else " in src
+    # the recurrence's rows are independent: it runs on a block of rows lo:hi (nb rows) per thread
+    assert "h_z = np.empty((nb, 72), np.float32)" in src
+    assert "def scan_c(" in src and "for _k in prange(_blocks):" in src
+    assert "for n in range(T):" in src and "c_t_1 = h_c[t - 1, lo:hi] if n >= 1 else " in src
     assert_no_slice_assignment(src)
     compile(src, "<generated>", "exec")
     again = generator("cpu").generate(specc.compile(str(ROOT / "specs" / "lstm.nn")).program.graph, model.name)

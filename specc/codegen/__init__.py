@@ -34,10 +34,11 @@ from .lift import RandomDraw, lift_random
 class GeneratedModule:
     """A generated kernel module and how to call its entry function.
 
-    The entry is called as ``entry(*inputs, *draws, *dims)``: first one array per
-    graph input (in the graph's order), then one array per random draw (the
-    runtime fills them with :meth:`RandomDraw.sample`), then each symbolic dim
-    size as an int, in the order of ``dims``.  It returns a tuple with one array
+    The entry is called as ``entry(*inputs, *draws, *dims[, threads])``: first one
+    array per graph input (in the graph's order), then one array per random draw
+    (the runtime fills them with :meth:`RandomDraw.sample`), then each symbolic
+    dim size as an int, in the order of ``dims``, then, when ``threads`` is set,
+    the number of threads the kernel may use.  It returns a tuple with one array
     per graph output, in the graph's order.
     """
 
@@ -49,6 +50,7 @@ class GeneratedModule:
     draws: tuple[RandomDraw, ...]  # then one parameter per draw
     dims: tuple[str, ...]  # then the dim symbols, passed as ints
     outputs: tuple[str, ...]  # the names of the returned values (for reading the source)
+    threads: bool = False  # the entry takes a last argument: how many threads it may use
 
 
 class CodeGen(Protocol):

@@ -22,7 +22,9 @@ from ..ops import REGISTRY
 from ..ops.core import broadcast
 from ..ops.scan import split_inputs
 from . import lowering
-from .cpu import NJIT, TARGET, Emitter
+from .cpu import GLOBALS, NJIT, THREADS, NJIT_NOGIL, NJIT_PRANGE, TARGET, Emitter, free_names, sanitize
+from .lines import Lines
+from .rows import ROW, RowPlan, row_plan
 
 
 def cpu(*ops: str):
@@ -104,7 +106,18 @@ def {name}(start, n, count, step):
 '''
 
 
+def _row_blocks(name: str, dt: str | None) -> str:
+    return f'''{NJIT}
+def {name}(rows, threads):
+    """How many blocks of rows a row-wise recurrence runs as: one per thread, none under {MIN_BLOCK_ROWS} rows."""
+    return max(1, min(threads, rows // {MIN_BLOCK_ROWS}))
+'''
+
+
+MIN_BLOCK_ROWS = 4  # below this a block's per-step products are matrix-vector products: not worth a thread
+
 HELPERS: dict[str, Callable[[str, str | None], str]] = {
+    "row_blocks": _row_blocks,
     "sigmoid": _sigmoid,
     "softplus": _softplus,
     "gelu": _gelu,
@@ -707,25 +720,92 @@ def concat(e: Emitter, eqn: Eqn) -> None:
 # ---- recurrences ---------------------------------------------------------------------------------
 @cpu("scan")
 def scan(e: Emitter, eqn: Eqn) -> None:
-    """A loop over the steps; the body's code runs once per step (see specc.ops.scan for the layout)."""
+    """A loop over the steps; the body's code runs once per step (see specc.ops.scan for the layout).
+
+    When every step treats the batch rows independently (:func:`specc.codegen.rows.row_plan`),
+    the loop becomes a function of a block of rows, and a ``prange`` runs one block per
+    thread: the whole recurrence, all steps, with no synchronisation between steps.
+    """
+    history = [e.alloc(v) for v in eqn.outputs]  # [T, ...] per state, in time order
+    plan = None if e.in_rows else row_plan(eqn)
+    if plan is None:
+        _scan_loop(e, eqn, history, None)
+    else:
+        _scan_by_rows(e, eqn, history, plan)
+
+
+def _scan_by_rows(e: Emitter, eqn: Eqn, history: list[str], plan: RowPlan) -> None:
+    body = eqn.params["body"]
+    name = e.temp(f"scan_{sanitize(eqn.params['states'][0][0])}")
+    lo, hi, nb = e.temp("lo"), e.temp("hi"), e.temp("nb")
+    rows = e.dim(Dim.sym(plan.batch))
+    outer, e.lines = e.lines, Lines(depth=1)
+    e.dim_names[plan.batch], e.in_rows = nb, True
+    try:
+        e.lines(f"{nb} = {hi} - {lo}")
+        _scan_loop(e, eqn, history, (plan, lo, hi))
+        code = e.lines.render()
+    finally:
+        e.lines, e.dim_names[plan.batch], e.in_rows = outer, rows, False
+    free = free_names(code, set(e.helpers) | set(e.functions) | GLOBALS, {lo, hi})
+    args = ", ".join(free)
+    e.functions[name] = (f"{NJIT_NOGIL}\ndef {name}({args}, {lo}, {hi}):\n"
+                         f'    """The recurrence of lines {_lines_of(eqn)} on rows {lo}:{hi} of the batch."""\n'
+                         f"{code}")
+    e.functions[f"{name}_rows"] = (
+        f"{NJIT_PRANGE}\ndef {name}_rows({args}, _rows, _blocks):\n"
+        f'    """{name} on _blocks blocks of the _rows rows, one per thread."""\n'
+        f"    for _k in prange(_blocks):\n"
+        f"        {name}({args}, _k * _rows // _blocks, (_k + 1) * _rows // _blocks)\n")
+    blocks = e.temp("blocks")
+    e.lines.comment(f"rows are independent: {blocks} blocks of rows run the whole recurrence on their own threads")
+    e.lines(f"{blocks} = {e.helper('row_blocks')}({rows}, {THREADS})")
+    with e.lines.block(f"if {blocks} > 1:"):
+        e.lines(f"{name}_rows({args}, {rows}, {blocks})")
+    with e.lines.block("else:"):
+        e.lines(f"{name}({args}, 0, {rows})")
+
+
+def _lines_of(eqn: Eqn) -> str:
+    lines = sorted({q.loc.line for q in eqn.params["body"].walk() if q.loc is not None})
+    return f"{lines[0]}-{lines[-1]}" if lines else "?"
+
+
+def _scan_loop(e: Emitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan, str, str] | None) -> None:
+    """The loop over steps; with ``rows`` = (plan, lo, hi), on rows lo:hi of every row-wise array."""
     p = eqn.params
     body = p["body"]
     consts, seqs, inits = split_inputs(eqn.inputs, p)
     nc, ns = p["n_consts"], p["n_seqs"]
     length = e.dim(p["length"])
-    history = [e.alloc(v) for v in eqn.outputs]  # [T, ...] per state, in time order
     n, t = e.temp("n"), e.temp("t")
     outputs = Counter(v.uid for v in body.outputs)
     body_inputs = {v.uid for v in body.inputs}
+    kinds = rows[0].inputs if rows else ("shared",) * len(body.inputs)
+    block = f", {rows[1]}:{rows[2]}" if rows else ""
+    lo = rows[1] if rows else ""
+
+    def shifted(idx: Sequence[str]) -> list[str]:  # a block's row i0 is the batch's row lo + i0
+        return [f"{lo} + {idx[0]}", *idx[1:]]
+
+    for bv, v, kind in zip(body.inputs[:nc], consts, kinds):
+        if kind != ROW or v.uid in e.consts:
+            e.alias(bv, v)
+        elif v.uid in e.views:
+            e.views[bv.uid] = (v, shifted)
+        else:
+            e.lines(f"{e.define(bv)} = {e.name(v)}[{lo}:{rows[2]}]")
     with e.lines.block(f"for {n} in range({length}):"):
         e.lines(f"{t} = {length} - 1 - {n}" if p["reverse"] else f"{t} = {n}")
-        for bv, v in zip(body.inputs[:nc], consts):
-            e.alias(bv, v)
-        for bv, v in zip(body.inputs[nc:nc + ns], seqs):
+        for bv, v, kind in zip(body.inputs[nc:nc + ns], seqs, kinds[nc:nc + ns]):
+            mine = block if kind == ROW else ""
             if v.uid in e.arrays:
-                e.lines(f"{e.define(bv)} = {e.name(v)}[{t}]")
+                e.lines(f"{e.define(bv)} = {e.name(v)}[{t}{mine}]")
             elif v.uid in e.views:  # read in place through the view: row t of it
-                e.views[bv.uid] = (v, lambda idx, t=t: [t, *idx])
+                if mine:
+                    e.views[bv.uid] = (v, lambda idx, t=t: [t, *shifted(idx)])
+                else:
+                    e.views[bv.uid] = (v, lambda idx, t=t: [t, *idx])
                 e.lines.comment(f"{e.define_view(bv)} = row {t} of {e.define_view(v)}, read in place")
             else:  # a literal
                 e.alias(bv, v)
@@ -734,19 +814,24 @@ def scan(e: Emitter, eqn: Eqn) -> None:
         for hist, (_name, lag) in zip(history, p["states"]):
             if lag == 0:
                 continue
-            start = e.name(next(init))
+            start = e.name(next(init)) + (f"[{lo}:{rows[2]}]" if rows else "")
             for k in range(1, lag + 1):
                 row = f"{t} + {k}" if p["reverse"] else f"{t} - {k}"
-                e.lines(f"{e.define(next(lagged))} = {hist}[{row}] if {n} >= {k} else {start}")
+                e.lines(f"{e.define(next(lagged))} = {hist}[{row}{block}] if {n} >= {k} else {start}")
         for hist, v in zip(history, body.outputs):  # computed straight into row t where possible
             if outputs[v.uid] == 1 and v.uid not in body_inputs:
-                e.dest[v.uid] = f"{hist}[{t}]"
+                e.dest[v.uid] = f"{hist}[{t}{block}]"
         e.emit_graph(body)
         for hist, v in zip(history, body.outputs):
             unplaced = e.dest.pop(v.uid, None) is not None  # its rule made no new array (a view)
             if unplaced or outputs[v.uid] > 1 or v.uid in body_inputs:
                 e.lines.comment(f"{hist}[{t}] = {e.name(v)}")
-                e.copy(hist, [t], v)
+                if rows:
+                    dst = e.temp(f"{hist}_t")
+                    e.lines(f"{dst} = {hist}[{t}{block}]")
+                    e.copy(dst, [], v)
+                else:
+                    e.copy(hist, [t], v)
 
 
 # ---- random draws: lifted to inputs before generation ---------------------------------------------

@@ -19,7 +19,7 @@ Entry: run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_
 """
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange
 
 
 @njit(cache=True, error_model="numpy")
@@ -46,6 +46,12 @@ def tanh_f32(x):
 
 
 @njit(cache=True, error_model="numpy")
+def row_blocks(rows):
+    """How many blocks of rows a row-wise recurrence runs as: one per thread, none under 4 rows."""
+    return max(1, min(get_num_threads(), rows // 4))
+
+
+@njit(cache=True, error_model="numpy")
 def wrap_index(i, n):
     """NumPy's rule for an integer index: a negative one counts from the end."""
     if i < 0:
@@ -53,6 +59,89 @@ def wrap_index(i, n):
     if i < 0 or i >= n:
         raise IndexError("index out of range")
     return i
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def scan_c(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
+    """The recurrence of lines 39-44 on rows lo:hi of the batch."""
+    nb = hi - lo
+    for n in range(T):
+        t = n
+        # v8 = row t of v3, read in place
+        # v9 = row t of v4, read in place
+        # v10 = row t of v5, read in place
+        # v11 = row t of v6, read in place
+        c_t_1 = h_c[t - 1, lo:hi] if n >= 1 else v0[lo:hi]
+        h_t_1 = h_h[t - 1, lo:hi] if n >= 1 else v0[lo:hi]
+
+        # lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)
+        v12 = np.empty((nb, 256), np.float32)
+        np.dot(h_t_1, v7, v12)
+        # lstm.nn:39 getitem
+        # v13[i0, i1] is v12[i0, i1], read in place (no copy)
+
+        # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
+        # v14[i0, i1] is v12[i0, 64 + i1], read in place (no copy)
+
+        # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
+        # v15[i0, i1] is v12[i0, 128 + i1], read in place (no copy)
+
+        # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
+        # v16[i0, i1] is v12[i0, 192 + i1], read in place (no copy)
+
+        # lstm.nn:39 fused: f = sigmoid(z @ W_f + b_f)
+        v17 = h_c[t, lo:hi]
+        v18 = h_h[t, lo:hi]
+        for i0 in range(nb):
+            for i1 in range(64):
+                # lstm.nn:39 add
+                v19 = v12[i0, i1] + v2[t, lo + i0, i1]
+                # lstm.nn:39 add
+                v20 = v19 + h_b_f[i1]
+                # lstm.nn:39 sigmoid
+                h_f = sigmoid_f32(v20)
+
+                # lstm.nn:40 add: i = sigmoid(z @ W_i + b_i)
+                v21 = v12[i0, 64 + i1] + v2[t, lo + i0, 64 + i1]
+                # lstm.nn:40 add
+                v22 = v21 + h_b_i[i1]
+                # lstm.nn:40 sigmoid
+                h_i = sigmoid_f32(v22)
+
+                # lstm.nn:41 add: o = sigmoid(z @ W_o + b_o)
+                v23 = v12[i0, 128 + i1] + v2[t, lo + i0, 128 + i1]
+                # lstm.nn:41 add
+                v24 = v23 + h_b_o[i1]
+                # lstm.nn:41 sigmoid
+                h_o = sigmoid_f32(v24)
+
+                # lstm.nn:42 add: g = tanh(z @ W_c + b_c)
+                v25 = v12[i0, 192 + i1] + v2[t, lo + i0, 192 + i1]
+                # lstm.nn:42 add
+                v26 = v25 + h_b_c[i1]
+                # lstm.nn:42 tanh
+                h_g = tanh_f32(v26)
+
+                # lstm.nn:43 mul: c[t] = f * c[t-1] + i * g
+                v27 = h_f * c_t_1[i0, i1]
+                # lstm.nn:43 mul
+                v28 = h_i * h_g
+                # lstm.nn:43 add
+                v29 = v27 + v28
+
+                # lstm.nn:44 tanh: h[t] = o * tanh(c[t])
+                v30 = tanh_f32(v29)
+                # lstm.nn:44 mul
+                v31 = h_o * v30
+                v17[i0, i1] = v29
+                v18[i0, i1] = v31
+
+
+@njit(cache=True, error_model="numpy", parallel={"prange": True, "numpy": False, "setitem": False, "reduction": False, "comprehension": False, "stencil": False, "fusion": False, "inplace_binop": False})
+def scan_c_rows(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, _rows, _blocks):
+    """scan_c on _blocks blocks of the _rows rows, one per thread."""
+    for _k in prange(_blocks):
+        scan_c(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, _k * _rows // _blocks, (_k + 1) * _rows // _blocks)
 
 
 @njit(cache=True, error_model="numpy")
@@ -129,76 +218,12 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     # lstm.nn:35 scan: recur t over x {
     h_c = np.empty((T, B, 64), np.float32)
     h_h = np.empty((T, B, 64), np.float32)
-    for n in range(T):
-        t = n
-        # v8 = row t of v3, read in place
-        # v9 = row t of v4, read in place
-        # v10 = row t of v5, read in place
-        # v11 = row t of v6, read in place
-        c_t_1 = h_c[t - 1] if n >= 1 else v0
-        h_t_1 = h_h[t - 1] if n >= 1 else v0
-
-        # lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)
-        v12 = np.empty((B, 256), np.float32)
-        np.dot(h_t_1, v7, v12)
-        # lstm.nn:39 getitem
-        # v13[i0, i1] is v12[i0, i1], read in place (no copy)
-
-        # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
-        # v14[i0, i1] is v12[i0, 64 + i1], read in place (no copy)
-
-        # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
-        # v15[i0, i1] is v12[i0, 128 + i1], read in place (no copy)
-
-        # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
-        # v16[i0, i1] is v12[i0, 192 + i1], read in place (no copy)
-
-        # lstm.nn:39 fused: f = sigmoid(z @ W_f + b_f)
-        v17 = h_c[t]
-        v18 = h_h[t]
-        for i0 in range(B):
-            for i1 in range(64):
-                # lstm.nn:39 add
-                v19 = v12[i0, i1] + v2[t, i0, i1]
-                # lstm.nn:39 add
-                v20 = v19 + h_b_f[i1]
-                # lstm.nn:39 sigmoid
-                h_f = sigmoid_f32(v20)
-
-                # lstm.nn:40 add: i = sigmoid(z @ W_i + b_i)
-                v21 = v12[i0, 64 + i1] + v2[t, i0, 64 + i1]
-                # lstm.nn:40 add
-                v22 = v21 + h_b_i[i1]
-                # lstm.nn:40 sigmoid
-                h_i = sigmoid_f32(v22)
-
-                # lstm.nn:41 add: o = sigmoid(z @ W_o + b_o)
-                v23 = v12[i0, 128 + i1] + v2[t, i0, 128 + i1]
-                # lstm.nn:41 add
-                v24 = v23 + h_b_o[i1]
-                # lstm.nn:41 sigmoid
-                h_o = sigmoid_f32(v24)
-
-                # lstm.nn:42 add: g = tanh(z @ W_c + b_c)
-                v25 = v12[i0, 192 + i1] + v2[t, i0, 192 + i1]
-                # lstm.nn:42 add
-                v26 = v25 + h_b_c[i1]
-                # lstm.nn:42 tanh
-                h_g = tanh_f32(v26)
-
-                # lstm.nn:43 mul: c[t] = f * c[t-1] + i * g
-                v27 = h_f * c_t_1[i0, i1]
-                # lstm.nn:43 mul
-                v28 = h_i * h_g
-                # lstm.nn:43 add
-                v29 = v27 + v28
-
-                # lstm.nn:44 tanh: h[t] = o * tanh(c[t])
-                v30 = tanh_f32(v29)
-                # lstm.nn:44 mul
-                v31 = h_o * v30
-                v17[i0, i1] = v29
-                v18[i0, i1] = v31
+    # rows are independent: blocks blocks of rows run the whole recurrence on their own threads
+    blocks = row_blocks(B)
+    if blocks > 1:
+        scan_c_rows(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, B, blocks)
+    else:
+        scan_c(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, 0, B)
 
     # lstm.nn:51 getitem: logits = dense(h[-1], 10)
     k = wrap_index(-1, T)

@@ -19,7 +19,7 @@ Entry: run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_
 """
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange
 
 
 @njit(cache=True, error_model="numpy")
@@ -46,6 +46,12 @@ def tanh_f32(x):
 
 
 @njit(cache=True, error_model="numpy")
+def row_blocks(rows):
+    """How many blocks of rows a row-wise recurrence runs as: one per thread, none under 4 rows."""
+    return max(1, min(get_num_threads(), rows // 4))
+
+
+@njit(cache=True, error_model="numpy")
 def wrap_index(i, n):
     """NumPy's rule for an integer index: a negative one counts from the end."""
     if i < 0:
@@ -64,6 +70,190 @@ def slice_start(start, n, count, step):
     if count > 0 and start + (count - 1) * step >= n:
         raise IndexError("slice out of range")
     return start
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def scan_c(T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
+    """The recurrence of lines 39-44 on rows lo:hi of the batch."""
+    nb = hi - lo
+    for n in range(T):
+        t = n
+        # v15 = row t of v3, read in place
+        # v16 = row t of v4, read in place
+        # v17 = row t of v5, read in place
+        # v18 = row t of v6, read in place
+        c_t_1 = v8[t - 1, lo:hi] if n >= 1 else v0[lo:hi]
+        h_t_1 = v9[t - 1, lo:hi] if n >= 1 else v0[lo:hi]
+
+        # lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)
+        v19 = np.empty((nb, 256), np.float32)
+        np.dot(h_t_1, v7, v19)
+        # lstm.nn:39 getitem
+        # v20[i0, i1] is v19[i0, i1], read in place (no copy)
+
+        # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
+        # v21[i0, i1] is v19[i0, 64 + i1], read in place (no copy)
+
+        # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
+        # v22[i0, i1] is v19[i0, 128 + i1], read in place (no copy)
+
+        # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
+        # v23[i0, i1] is v19[i0, 192 + i1], read in place (no copy)
+
+        # lstm.nn:39 fused: f = sigmoid(z @ W_f + b_f)
+        h_f = v10[t, lo:hi]
+        h_i = v11[t, lo:hi]
+        h_o = v12[t, lo:hi]
+        h_g = v13[t, lo:hi]
+        v24 = v8[t, lo:hi]
+        v25 = v14[t, lo:hi]
+        v26 = v9[t, lo:hi]
+        for i0 in range(nb):
+            for i1 in range(64):
+                # lstm.nn:39 add
+                v27 = v19[i0, i1] + v2[t, lo + i0, i1]
+                # lstm.nn:39 add
+                v28 = v27 + h_b_f[i1]
+                # lstm.nn:39 sigmoid
+                h_f_1 = sigmoid_f32(v28)
+
+                # lstm.nn:40 add: i = sigmoid(z @ W_i + b_i)
+                v29 = v19[i0, 64 + i1] + v2[t, lo + i0, 64 + i1]
+                # lstm.nn:40 add
+                v30 = v29 + h_b_i[i1]
+                # lstm.nn:40 sigmoid
+                h_i_1 = sigmoid_f32(v30)
+
+                # lstm.nn:41 add: o = sigmoid(z @ W_o + b_o)
+                v31 = v19[i0, 128 + i1] + v2[t, lo + i0, 128 + i1]
+                # lstm.nn:41 add
+                v32 = v31 + h_b_o[i1]
+                # lstm.nn:41 sigmoid
+                h_o_1 = sigmoid_f32(v32)
+
+                # lstm.nn:42 add: g = tanh(z @ W_c + b_c)
+                v33 = v19[i0, 192 + i1] + v2[t, lo + i0, 192 + i1]
+                # lstm.nn:42 add
+                v34 = v33 + h_b_c[i1]
+                # lstm.nn:42 tanh
+                h_g_1 = tanh_f32(v34)
+
+                # lstm.nn:43 mul: c[t] = f * c[t-1] + i * g
+                v35 = h_f_1 * c_t_1[i0, i1]
+                # lstm.nn:43 mul
+                v36 = h_i_1 * h_g_1
+                # lstm.nn:43 add
+                v37 = v35 + v36
+
+                # lstm.nn:44 tanh: h[t] = o * tanh(c[t])
+                v38 = tanh_f32(v37)
+                # lstm.nn:44 mul
+                v39 = h_o_1 * v38
+                h_f[i0, i1] = h_f_1
+                h_i[i0, i1] = h_i_1
+                h_o[i0, i1] = h_o_1
+                h_g[i0, i1] = h_g_1
+                v24[i0, i1] = v37
+                v25[i0, i1] = v38
+                v26[i0, i1] = v39
+
+
+@njit(cache=True, error_model="numpy", parallel={"prange": True, "numpy": False, "setitem": False, "reduction": False, "comprehension": False, "stencil": False, "fusion": False, "inplace_binop": False})
+def scan_c_rows(T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, _rows, _blocks):
+    """scan_c on _blocks blocks of the _rows rows, one per thread."""
+    for _k in prange(_blocks):
+        scan_c(T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, _k * _rows // _blocks, (_k + 1) * _rows // _blocks)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def scan_d_c_carry1(T, d_h_h, v10, v11, v12, v13, v14, v55, v59, v64, v69, v74, v81, v0, v82, d_h_W_c_g, d_h_W_o_g, d_h_W_i_g, d_h_W_f_g, v53, start, v80, lo_1, hi_1):
+    """The recurrence of lines 35-44 on rows lo_1:hi_1 of the batch."""
+    nb_1 = hi_1 - lo_1
+    for n_1 in range(T):
+        t_1 = T - 1 - n_1
+        # c_t_1_1 = row t_1 of c_prev1, read in place
+        d_h_t = d_h_h[t_1, lo_1:hi_1]
+        h_f_2 = v10[t_1, lo_1:hi_1]
+        h_i_2 = v11[t_1, lo_1:hi_1]
+        h_o_2 = v12[t_1, lo_1:hi_1]
+        h_g_2 = v13[t_1, lo_1:hi_1]
+        v83 = v14[t_1, lo_1:hi_1]
+        v84 = v55[t_1, lo_1:hi_1]
+        v85 = v59[t_1, lo_1:hi_1]
+        v86 = v64[t_1, lo_1:hi_1]
+        v87 = v69[t_1, lo_1:hi_1]
+        v88 = v74[t_1, lo_1:hi_1]
+        d_c_carry1 = v81[t_1 + 1, lo_1:hi_1] if n_1 >= 1 else v0[lo_1:hi_1]
+        d_h_carry1 = v82[t_1 + 1, lo_1:hi_1] if n_1 >= 1 else v0[lo_1:hi_1]
+        # lstm.nn:35 fused
+        d_c_t_1 = v81[t_1, lo_1:hi_1]
+        v89 = d_h_W_c_g[t_1, lo_1:hi_1]
+        v90 = d_h_W_o_g[t_1, lo_1:hi_1]
+        v91 = d_h_W_i_g[t_1, lo_1:hi_1]
+        v92 = d_h_W_f_g[t_1, lo_1:hi_1]
+        for i0 in range(nb_1):
+            for i1 in range(64):
+                # lstm.nn:35 add
+                v93 = d_h_t[i0, i1] + d_h_carry1[i0, i1]
+
+                # lstm.nn:44 mul: h[t] = o * tanh(c[t])
+                d_h_o = v93 * v83[i0, i1]
+                # lstm.nn:44 mul
+                v94 = v93 * h_o_2[i0, i1]
+                # lstm.nn:44 mul
+                v95 = v94 * v84[i0, i1]
+                # lstm.nn:44 add
+                v96 = d_c_carry1[i0, i1] + v95
+
+                # lstm.nn:43 mul: c[t] = f * c[t-1] + i * g
+                d_h_i = v96 * h_g_2[i0, i1]
+                # lstm.nn:43 mul
+                d_h_g = v96 * h_i_2[i0, i1]
+                # lstm.nn:43 mul
+                d_h_f = v96 * v53[start + t_1, lo_1 + i0, i1]
+                # lstm.nn:43 mul
+                d_c_t_1_1 = v96 * h_f_2[i0, i1]
+
+                # lstm.nn:42 mul: g = tanh(z @ W_c + b_c)
+                v97 = d_h_g * v85[i0, i1]
+
+                # lstm.nn:41 mul: o = sigmoid(z @ W_o + b_o)
+                v98 = d_h_o * v86[i0, i1]
+
+                # lstm.nn:40 mul: i = sigmoid(z @ W_i + b_i)
+                v99 = d_h_i * v87[i0, i1]
+
+                # lstm.nn:39 mul: f = sigmoid(z @ W_f + b_f)
+                v100 = d_h_f * v88[i0, i1]
+                d_c_t_1[i0, i1] = d_c_t_1_1
+                v89[i0, i1] = v97
+                v90[i0, i1] = v98
+                v91[i0, i1] = v99
+                v92[i0, i1] = v100
+        # lstm.nn:39 concat
+        v101 = np.empty((nb_1, 256), np.float32)
+        for i0 in range(nb_1):
+            for i1 in range(64):
+                v101[i0, i1] = v89[i0, i1]
+        for i0 in range(nb_1):
+            for i1 in range(64):
+                v101[i0, 64 + i1] = v90[i0, i1]
+        for i0 in range(nb_1):
+            for i1 in range(64):
+                v101[i0, 128 + i1] = v91[i0, i1]
+        for i0 in range(nb_1):
+            for i1 in range(64):
+                v101[i0, 192 + i1] = v92[i0, i1]
+        # lstm.nn:39 matmul
+        d_h_t_1 = v82[t_1, lo_1:hi_1]
+        np.dot(v101, v80, d_h_t_1)
+
+
+@njit(cache=True, error_model="numpy", parallel={"prange": True, "numpy": False, "setitem": False, "reduction": False, "comprehension": False, "stencil": False, "fusion": False, "inplace_binop": False})
+def scan_d_c_carry1_rows(T, d_h_h, v10, v11, v12, v13, v14, v55, v59, v64, v69, v74, v81, v0, v82, d_h_W_c_g, d_h_W_o_g, d_h_W_i_g, d_h_W_f_g, v53, start, v80, _rows, _blocks):
+    """scan_d_c_carry1 on _blocks blocks of the _rows rows, one per thread."""
+    for _k in prange(_blocks):
+        scan_d_c_carry1(T, d_h_h, v10, v11, v12, v13, v14, v55, v59, v64, v69, v74, v81, v0, v82, d_h_W_c_g, d_h_W_o_g, d_h_W_i_g, d_h_W_f_g, v53, start, v80, _k * _rows // _blocks, (_k + 1) * _rows // _blocks)
 
 
 @njit(cache=True, error_model="numpy")
@@ -145,86 +335,12 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     v12 = np.empty((T, B, 64), np.float32)
     v13 = np.empty((T, B, 64), np.float32)
     v14 = np.empty((T, B, 64), np.float32)
-    for n in range(T):
-        t = n
-        # v15 = row t of v3, read in place
-        # v16 = row t of v4, read in place
-        # v17 = row t of v5, read in place
-        # v18 = row t of v6, read in place
-        c_t_1 = v8[t - 1] if n >= 1 else v0
-        h_t_1 = v9[t - 1] if n >= 1 else v0
-
-        # lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)
-        v19 = np.empty((B, 256), np.float32)
-        np.dot(h_t_1, v7, v19)
-        # lstm.nn:39 getitem
-        # v20[i0, i1] is v19[i0, i1], read in place (no copy)
-
-        # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
-        # v21[i0, i1] is v19[i0, 64 + i1], read in place (no copy)
-
-        # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
-        # v22[i0, i1] is v19[i0, 128 + i1], read in place (no copy)
-
-        # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
-        # v23[i0, i1] is v19[i0, 192 + i1], read in place (no copy)
-
-        # lstm.nn:39 fused: f = sigmoid(z @ W_f + b_f)
-        h_f = v10[t]
-        h_i = v11[t]
-        h_o = v12[t]
-        h_g = v13[t]
-        v24 = v8[t]
-        v25 = v14[t]
-        v26 = v9[t]
-        for i0 in range(B):
-            for i1 in range(64):
-                # lstm.nn:39 add
-                v27 = v19[i0, i1] + v2[t, i0, i1]
-                # lstm.nn:39 add
-                v28 = v27 + h_b_f[i1]
-                # lstm.nn:39 sigmoid
-                h_f_1 = sigmoid_f32(v28)
-
-                # lstm.nn:40 add: i = sigmoid(z @ W_i + b_i)
-                v29 = v19[i0, 64 + i1] + v2[t, i0, 64 + i1]
-                # lstm.nn:40 add
-                v30 = v29 + h_b_i[i1]
-                # lstm.nn:40 sigmoid
-                h_i_1 = sigmoid_f32(v30)
-
-                # lstm.nn:41 add: o = sigmoid(z @ W_o + b_o)
-                v31 = v19[i0, 128 + i1] + v2[t, i0, 128 + i1]
-                # lstm.nn:41 add
-                v32 = v31 + h_b_o[i1]
-                # lstm.nn:41 sigmoid
-                h_o_1 = sigmoid_f32(v32)
-
-                # lstm.nn:42 add: g = tanh(z @ W_c + b_c)
-                v33 = v19[i0, 192 + i1] + v2[t, i0, 192 + i1]
-                # lstm.nn:42 add
-                v34 = v33 + h_b_c[i1]
-                # lstm.nn:42 tanh
-                h_g_1 = tanh_f32(v34)
-
-                # lstm.nn:43 mul: c[t] = f * c[t-1] + i * g
-                v35 = h_f_1 * c_t_1[i0, i1]
-                # lstm.nn:43 mul
-                v36 = h_i_1 * h_g_1
-                # lstm.nn:43 add
-                v37 = v35 + v36
-
-                # lstm.nn:44 tanh: h[t] = o * tanh(c[t])
-                v38 = tanh_f32(v37)
-                # lstm.nn:44 mul
-                v39 = h_o_1 * v38
-                h_f[i0, i1] = h_f_1
-                h_i[i0, i1] = h_i_1
-                h_o[i0, i1] = h_o_1
-                h_g[i0, i1] = h_g_1
-                v24[i0, i1] = v37
-                v25[i0, i1] = v38
-                v26[i0, i1] = v39
+    # rows are independent: blocks blocks of rows run the whole recurrence on their own threads
+    blocks = row_blocks(B)
+    if blocks > 1:
+        scan_c_rows(T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, B, blocks)
+    else:
+        scan_c(T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, 0, B)
 
     # lstm.nn:51 getitem: logits = dense(h[-1], 10)
     k = wrap_index(-1, T)
@@ -461,84 +577,12 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     d_h_W_i_g = np.empty((T, B, 64), np.float32)
     d_h_W_o_g = np.empty((T, B, 64), np.float32)
     d_h_W_c_g = np.empty((T, B, 64), np.float32)
-    for n_1 in range(T):
-        t_1 = T - 1 - n_1
-        # c_t_1_1 = row t_1 of c_prev1, read in place
-        d_h_t = d_h_h[t_1]
-        h_f_2 = v10[t_1]
-        h_i_2 = v11[t_1]
-        h_o_2 = v12[t_1]
-        h_g_2 = v13[t_1]
-        v83 = v14[t_1]
-        v84 = v55[t_1]
-        v85 = v59[t_1]
-        v86 = v64[t_1]
-        v87 = v69[t_1]
-        v88 = v74[t_1]
-        d_c_carry1 = v81[t_1 + 1] if n_1 >= 1 else v0
-        d_h_carry1 = v82[t_1 + 1] if n_1 >= 1 else v0
-        # lstm.nn:35 fused
-        d_c_t_1 = v81[t_1]
-        v89 = d_h_W_c_g[t_1]
-        v90 = d_h_W_o_g[t_1]
-        v91 = d_h_W_i_g[t_1]
-        v92 = d_h_W_f_g[t_1]
-        for i0 in range(B):
-            for i1 in range(64):
-                # lstm.nn:35 add
-                v93 = d_h_t[i0, i1] + d_h_carry1[i0, i1]
-
-                # lstm.nn:44 mul: h[t] = o * tanh(c[t])
-                d_h_o = v93 * v83[i0, i1]
-                # lstm.nn:44 mul
-                v94 = v93 * h_o_2[i0, i1]
-                # lstm.nn:44 mul
-                v95 = v94 * v84[i0, i1]
-                # lstm.nn:44 add
-                v96 = d_c_carry1[i0, i1] + v95
-
-                # lstm.nn:43 mul: c[t] = f * c[t-1] + i * g
-                d_h_i = v96 * h_g_2[i0, i1]
-                # lstm.nn:43 mul
-                d_h_g = v96 * h_i_2[i0, i1]
-                # lstm.nn:43 mul
-                d_h_f = v96 * v53[start + t_1, i0, i1]
-                # lstm.nn:43 mul
-                d_c_t_1_1 = v96 * h_f_2[i0, i1]
-
-                # lstm.nn:42 mul: g = tanh(z @ W_c + b_c)
-                v97 = d_h_g * v85[i0, i1]
-
-                # lstm.nn:41 mul: o = sigmoid(z @ W_o + b_o)
-                v98 = d_h_o * v86[i0, i1]
-
-                # lstm.nn:40 mul: i = sigmoid(z @ W_i + b_i)
-                v99 = d_h_i * v87[i0, i1]
-
-                # lstm.nn:39 mul: f = sigmoid(z @ W_f + b_f)
-                v100 = d_h_f * v88[i0, i1]
-                d_c_t_1[i0, i1] = d_c_t_1_1
-                v89[i0, i1] = v97
-                v90[i0, i1] = v98
-                v91[i0, i1] = v99
-                v92[i0, i1] = v100
-        # lstm.nn:39 concat
-        v101 = np.empty((B, 256), np.float32)
-        for i0 in range(B):
-            for i1 in range(64):
-                v101[i0, i1] = v89[i0, i1]
-        for i0 in range(B):
-            for i1 in range(64):
-                v101[i0, 64 + i1] = v90[i0, i1]
-        for i0 in range(B):
-            for i1 in range(64):
-                v101[i0, 128 + i1] = v91[i0, i1]
-        for i0 in range(B):
-            for i1 in range(64):
-                v101[i0, 192 + i1] = v92[i0, i1]
-        # lstm.nn:39 matmul
-        d_h_t_1 = v82[t_1]
-        np.dot(v101, v80, d_h_t_1)
+    # rows are independent: blocks_1 blocks of rows run the whole recurrence on their own threads
+    blocks_1 = row_blocks(B)
+    if blocks_1 > 1:
+        scan_d_c_carry1_rows(T, d_h_h, v10, v11, v12, v13, v14, v55, v59, v64, v69, v74, v81, v0, v82, d_h_W_c_g, d_h_W_o_g, d_h_W_i_g, d_h_W_f_g, v53, start, v80, B, blocks_1)
+    else:
+        scan_d_c_carry1(T, d_h_h, v10, v11, v12, v13, v14, v55, v59, v64, v69, v74, v81, v0, v82, d_h_W_c_g, d_h_W_o_g, d_h_W_i_g, d_h_W_f_g, v53, start, v80, 0, B)
     # lstm.nn:39 reshape
     v102 = d_h_W_f_g.reshape((B * T, 64))
     # lstm.nn:39 reshape
