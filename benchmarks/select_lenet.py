@@ -10,18 +10,29 @@ permutation, seed 0), and for each fold every candidate is trained exactly as
 scored on the fold left out.  Prints, per candidate, the accuracy on each fold
 and the mean and the sample standard deviation over folds; choose by the mean.
 
-The candidates are the shipped ``specs/lenet5.nn`` and variations of it:
-training-block overrides and (for wider layers) a textual edit of the spec.
+The candidates are ``specs/lenet5.nn`` with the channels of its two
+convolutions set and its ``train`` block overridden (the rest of that block,
+Adam at lr 0.002 with a cosine schedule, batch 64, val_split 0.1, is
+shared).  "lenet" is the spec as it shipped before this selection (6 and 16
+channels, no augmentation, 50 epochs); the spec now ships the winner.
+
+    5-fold cross-validation on 1438 training images (digits (train))
+    candidate           mean     std  accuracy per fold                   setting
+    lenet             97.08%   1.17%  95.83% 98.26% 97.57% 95.82% 97.91%  channels 6/16, 50 epochs
+    lenet-shift       95.55%   0.87%  94.44% 95.49% 96.88% 95.47% 95.47%  channels 6/16, augment = shift, 50 epochs
+    lenet-shift-100   97.01%   0.40%  97.57% 96.53% 97.22% 96.86% 96.86%  channels 6/16, augment = shift, 100 epochs
+    wide-shift        98.40%   0.40%  98.96% 97.92% 98.61% 98.26% 98.26%  channels 32/64, augment = shift, 50 epochs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,25 +49,33 @@ FOLD_SEED = 0
 @dataclass(frozen=True)
 class Candidate:
     name: str
-    about: str
-    overrides: dict = field(default_factory=dict)  # over the spec's train block
-    edits: tuple[tuple[str, str], ...] = ()  # (old, new) replacements in the spec's text
+    channels: tuple[int, int]  # of the convolutions a1 and a2
+    augment: str = "none"
+    epochs: int = 50
+
+    @property
+    def about(self) -> str:
+        shift = "augment = shift, " if self.augment != "none" else ""
+        return f"channels {self.channels[0]}/{self.channels[1]}, {shift}{self.epochs} epochs"
+
+    @property
+    def overrides(self) -> dict:
+        return {"augment": self.augment, "epochs": self.epochs}
 
     def spec_text(self) -> str:
         text = SPEC.read_text()
-        for old, new in self.edits:
-            if old not in text:
-                raise SystemExit(f"candidate {self.name}: '{old}' is not in {SPEC}")
-            text = text.replace(old, new)
+        for layer, channels in zip(("a1", "a2"), self.channels):
+            text, n = re.subn(rf"({layer} = relu\(conv\(\w+, channels=)\d+", rf"\g<1>{channels}", text)
+            if n != 1:
+                raise SystemExit(f"candidate {self.name}: no line '{layer} = relu(conv(..., channels=N' in {SPEC}")
         return text
 
 
-WIDER = (("channels=6,", "channels=32,"), ("channels=16,", "channels=64,"))
 CANDIDATES = [
-    Candidate("shipped", "specs/lenet5.nn as it is"),
-    Candidate("shift", "+ augment = shift", {"augment": "shift"}),
-    Candidate("shift-100", "+ augment = shift, epochs = 100", {"augment": "shift", "epochs": 100}),
-    Candidate("wide-shift", "channels 32/64 + augment = shift", {"augment": "shift"}, WIDER),
+    Candidate("lenet", (6, 16)),
+    Candidate("lenet-shift", (6, 16), "shift"),
+    Candidate("lenet-shift-100", (6, 16), "shift", 100),
+    Candidate("wide-shift", (32, 64), "shift"),
 ]
 
 
