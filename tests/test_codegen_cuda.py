@@ -58,12 +58,13 @@ def test_every_op_has_a_cuda_lowering() -> None:
         assert op.lowerings.get("cuda") is LOWERINGS["cuda"][name]
 
 
-def lstm_grad_module():
+def lstm_grad_module(grid_scan: bool = False):
+    from specc.codegen.cuda import CudaGenerator
     from specc.passes import optimize
 
     model = specc.compile(str(ROOT / "specs" / "lstm.nn"), target="interp")
     graph = optimize(model.grad_program().graph)
-    return graph, generator("cuda").generate(graph, f"{model.name}_grad")
+    return graph, CudaGenerator(grid_scan=grid_scan).generate(graph, f"{model.name}_grad")
 
 
 def test_generated_source_reads_like_the_spec() -> None:
@@ -108,8 +109,19 @@ def test_a_recurrence_and_its_backward_are_one_persistent_kernel_each() -> None:
     run = src.split("\ndef run(", 1)[1]
     assert "for " not in run, "the host launches a fixed number of kernels, whatever T is"
     for name in scans:
-        assert re.search(rf"\n    {name}\[1, SCAN_THREADS\]\(", run), "one block, launched once"
+        assert re.search(rf"\n    {name}\[SCAN_BLOCKS, SCAN_THREADS\]\(", run), "launched once"
+    assert "\nSCAN_BLOCKS = 1  #" in src, "one block"
     assert "gemm_f32[gemm_grid(" in run, "the input projections outside the recurrence use the tiled gemm"
+
+
+def test_grid_scan_makes_persistent_kernels_cooperative_grids() -> None:
+    """$SPECC_CUDA_GRID_SCAN: one block per SM, grid-strided loops, grid syncs instead of block barriers."""
+    _, mod = lstm_grad_module(grid_scan=True)
+    kernels = kernels_of(mod.source)
+    for body in (kernels[name] for name in kernels if name.endswith("_scan")):
+        assert "grid = cuda.cg.this_grid()" in body and "tid = cuda.grid(1)" in body
+        assert "grid.sync()" in body and "cuda.syncthreads()" not in body
+    assert "SCAN_BLOCKS = 1 if SIMULATED else cuda.get_current_device().MULTIPROCESSOR_COUNT" in mod.source
 
 
 def test_cli_emit_cuda_prints_the_source(capsys) -> None:
@@ -166,8 +178,10 @@ def _nvvm_env() -> dict | None:
     return env if out.stdout.strip() == "ok" else None
 
 
-PTX_CASES = [("lstm", "f32", "backward"), ("recurrent", "f64", "backward"), ("grads", "f64", "backward"),
-             ("nn_ops", "f32", "plain"), ("layout", "f64", "plain"), ("formulas", "f32", "optimised")]
+# (name, dtype, how, grid_scan)
+PTX_CASES = [("lstm", "f32", "backward", False), ("lstm", "f32", "backward", True),
+             ("recurrent", "f64", "backward", False), ("grads", "f64", "backward", False),
+             ("nn_ops", "f32", "plain", False), ("layout", "f64", "plain", False), ("formulas", "f32", "optimised", False)]
 
 
 def test_every_kernel_compiles_to_ptx(tmp_path) -> None:
@@ -176,9 +190,11 @@ def test_every_kernel_compiles_to_ptx(tmp_path) -> None:
     if env is None:
         pytest.skip("numba-cuda with NVVM is not installed (pip install numba-cuda 'cuda-toolkit[nvvm]==13.*')")
     jobs = []
-    for name, dtype, how in PTX_CASES:
+    from specc.codegen.cuda import CudaGenerator
+
+    for name, dtype, how, grid_scan in PTX_CASES:
         model, graph = load_graph(name, dtype, how)
-        mod = generator("cuda").generate(graph, f"{name}_{how}")
+        mod = CudaGenerator(grid_scan=grid_scan).generate(graph, f"{name}_{how}{'_grid' if grid_scan else ''}")
         path = tmp_path / f"{mod.name}.py"
         path.write_text(mod.source)
         dims = dims_for(model.program, {"T": 3, "B": 2, "L": 6})
@@ -301,6 +317,20 @@ def test_cases_cover_every_op(compiled) -> None:
     for name, dtype, how in CASES:
         used |= {e.op for e in compiled(name, dtype, how)[2].graph.walk()}
     assert sorted(set(REGISTRY) - used) == []
+
+
+def test_grid_scan_matches_interpreter(simulator, monkeypatch) -> None:
+    """The cooperative-grid form of the persistent kernels, forward and backward (a one-block grid here)."""
+    from specc.runtime import compile_graph
+
+    monkeypatch.setenv("SPECC_CUDA_GRID_SCAN", "1")
+    model, graph = load_graph("recurrent", "f64", "backward")
+    kernel = compile_graph(graph, target="cuda", name="recurrent_grid")
+    assert "grid.sync()" in kernel.source
+    dims = dims_for(model.program, BINDINGS[0])
+    args = make_args(model, dims, seed=2)
+    assert_close(kernel(args, dims, seed=5, training=True), interpret(graph, args, dims, seed=5, training=True),
+                 "f64", range(len(graph.outputs)))
 
 
 def test_random_draws_replay_the_interpreter(compiled) -> None:

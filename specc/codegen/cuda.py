@@ -32,7 +32,11 @@ What a reader of the generated source can rely on:
   state's history ``[T, ...]`` is written in place at row ``t``; the
   recurrent weights are read from global memory (L1/L2-cached).  The
   backward of a scan is a reversed scan, so BPTT is one persistent kernel
-  too.  Nested recurrences are loops inside the same kernel.
+  too.  Nested recurrences are loops inside the same kernel.  With
+  ``grid_scan`` (``$SPECC_CUDA_GRID_SCAN=1``) the persistent kernel is a
+  cooperative grid of one block per SM instead, grid-strided loops and
+  ``grid.sync()`` in place of the barrier (checked in the simulator, which
+  runs one-block grids, and compiled to PTX; not yet run on a GPU).
 * float reductions accumulate in float64 as on the CPU; ``gemm`` accumulates
   in the array's dtype, like BLAS.
 * kernels never raise: an out-of-range class id or index is not detected on
@@ -43,6 +47,7 @@ The lowering rules, one per op, are in :mod:`specc.codegen.cuda_rules`.
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,9 +68,18 @@ DEVICE_JIT = "@cuda.jit(device=True, cache=True)"
 
 # Names the generated code uses for itself (the CPU emitter reserves the rest).
 CUDA_RESERVED = {
-    "cuda", "math", "numba", "tid", "nthreads", "flat", "THREADS", "SCAN_THREADS", "TILE", "MAX_BLOCKS",
-    "SIMULATED", "persistent", "grid_for", "gemm_grid", "cdiv",
+    "cuda", "math", "numba", "grid", "tid", "nthreads", "flat", "THREADS", "SCAN_THREADS", "TILE", "MAX_BLOCKS",
+    "SIMULATED", "SCAN_BLOCKS", "persistent", "grid_for", "gemm_grid", "cdiv",
 }
+
+GRID_PRELUDE = """
+# Persistent kernels run as a cooperative grid of one block per SM, a grid sync between dependent steps
+# (the simulator runs a one-block grid only).
+SCAN_BLOCKS = 1 if SIMULATED else cuda.get_current_device().MULTIPROCESSOR_COUNT
+"""
+BLOCK_PRELUDE = """
+SCAN_BLOCKS = 1  # persistent kernels run as one block (cuda.syncthreads between dependent steps)
+"""
 
 PRELUDE = '''\
 import math
@@ -77,7 +91,7 @@ from numba import cuda
 # numba-cuda's simulator runs every GPU thread as a Python thread: small blocks there.
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 THREADS = 32 if SIMULATED else 256  # threads per block of a grid-stride kernel
-SCAN_THREADS = 32 if SIMULATED else 1024  # the one block of a recurrence's persistent kernel
+SCAN_THREADS = 32 if SIMULATED else 1024  # threads per block of a recurrence's persistent kernel
 TILE = 4 if SIMULATED else 16  # gemm: TILE x TILE outputs per block, tiles staged in shared memory
 MAX_BLOCKS = 4 if SIMULATED else 65535
 
@@ -122,8 +136,9 @@ class CudaEmitter(Emitter):
     and loops over output elements with :meth:`parallel`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, grid_scan: bool = False) -> None:
         super().__init__()
+        self.grid_scan = grid_scan  # persistent kernels as cooperative grids (else one block)
         self.names.used |= CUDA_RESERVED
         from .cuda_rules import DEVICE_HELPERS, HOST_HELPERS
 
@@ -183,7 +198,9 @@ class CudaEmitter(Emitter):
             head.append(f"# {eqn.op}")
         self.kernel = Kernel(name, head, Lines(depth=1), persistent)
         self.lines = self.kernel.body
-        if persistent:
+        if persistent and self.grid_scan:
+            self.lines("grid = cuda.cg.this_grid()")
+        if persistent and not self.grid_scan:
             self.lines("tid = cuda.threadIdx.x")
             self.lines("nthreads = cuda.blockDim.x")
         else:
@@ -204,7 +221,7 @@ class CudaEmitter(Emitter):
         text = src.render() + body
         self.kernels.append(text)
         if k.persistent:
-            launch = "1, SCAN_THREADS"
+            launch = "SCAN_BLOCKS, SCAN_THREADS"
         else:
             work = " + ".join(f"({w})" if " " in w else w for w in k.work) or "1"
             launch = f"grid_for({work}), THREADS"
@@ -225,7 +242,7 @@ class CudaEmitter(Emitter):
         """Code that may run once every earlier write is visible: a new kernel at top level, else a barrier after."""
         if self.kernel is not None:
             yield
-            self.lines("cuda.syncthreads()")
+            self.lines("grid.sync()" if self.grid_scan else "cuda.syncthreads()")
             return
         self._open(title, persistent=False)
         try:
@@ -314,14 +331,27 @@ def _paren(expr: str) -> str:
     return expr if re.fullmatch(r"[\w.]+", expr) else f"({expr})"
 
 
+def grid_scan_requested() -> bool:
+    """``$SPECC_CUDA_GRID_SCAN=1``: persistent kernels as cooperative grids (not yet measured on a GPU)."""
+    return os.environ.get("SPECC_CUDA_GRID_SCAN", "0") not in ("", "0")
+
+
 class CudaGenerator:
-    """Generates the numba-cuda source for a graph (see the module docstring for its shape)."""
+    """Generates the numba-cuda source for a graph (see the module docstring for its shape).
+
+    ``grid_scan``: a recurrence's persistent kernel runs as a cooperative grid of one block per SM,
+    with ``grid.sync()`` between dependent steps, instead of one block with ``cuda.syncthreads()``
+    (default: ``$SPECC_CUDA_GRID_SCAN``, else one block).
+    """
 
     target = TARGET
 
+    def __init__(self, grid_scan: bool | None = None) -> None:
+        self.grid_scan = grid_scan_requested() if grid_scan is None else grid_scan
+
     def generate(self, graph: Graph, name: str) -> GeneratedModule:
         lifted, draws = lift_random(graph)
-        e = CudaEmitter()
+        e = CudaEmitter(self.grid_scan)
         dims = graph_dims(lifted)
         for s in dims:
             e.dim_names[s] = e.names.fresh(s)
@@ -345,6 +375,7 @@ class CudaGenerator:
         src('"""')
         src()
         src.extend(PRELUDE.rstrip("\n").splitlines())
+        src.extend((GRID_PRELUDE if self.grid_scan else BLOCK_PRELUDE).rstrip("\n").splitlines())
         for helper_source in e.helpers.values():
             src()
             src()

@@ -57,10 +57,18 @@ def check_module(path: Path, args: Sequence[tuple[str, Sequence[int]]], dims: Se
 
     if cuda.config.ENABLE_CUDASIM:
         raise RuntimeError("the PTX check needs numba-cuda itself: unset NUMBA_ENABLE_CUDASIM")
+    # there is no device: what the module and the compiler ask of "the current device" is an H100's
+    device = SimpleNamespace(compute_capability=CC, MULTIPROCESSOR_COUNT=132)
+    dispatcher.get_current_device = lambda: device
+    real_get = cuda.get_current_device
+    cuda.get_current_device = lambda: device
     spec = importlib.util.spec_from_file_location(f"specc_ptx_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        cuda.get_current_device = real_get
     kernels = {name: obj for name, obj in vars(mod).items() if hasattr(obj, "py_func") and _is_kernel(obj)}
     launches: dict[str, list[tuple]] = {}
     for name in kernels:
@@ -74,8 +82,6 @@ def check_module(path: Path, args: Sequence[tuple[str, Sequence[int]]], dims: Se
         mod.cuda = real
         for name, k in kernels.items():
             setattr(mod, name, k)
-    # device functions called by a kernel compile for "the current device": there is none here
-    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=CC)
     sizes = {}
     for name, sigs in launches.items():
         for sig in dict.fromkeys(sigs):
