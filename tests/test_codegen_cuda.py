@@ -370,7 +370,7 @@ def test_inputs_are_checked(compiled) -> None:
 
 def test_model_api_on_cuda(simulator) -> None:
     """specc.compile(target='cuda'): forward and value_and_grad as with the interpreter (host arrays in and out)."""
-    source = shrink((ROOT / "specs" / "gru.nn").read_text())
+    source = shrink((ROOT / "specs" / "rnn.nn").read_text())
     model, ref = specc.compile(source, target="cuda"), specc.compile(source, target="interp")
     params = model.init_params(0)
     rng = np.random.default_rng(0)
