@@ -7,12 +7,13 @@ Every variant runs over the same n random inputs (x ~ 4 N(0, 1); |x| for log), s
 
   new      ``out[i] = {kind}_{dt}(x[i])`` in an njit loop with fastmath={"contract"} (cpu_math)
   new-nc   the same loop without fastmath flags
-  current  the same loop calling what generated code calls now: np.exp / np.log / np.tanh (libm),
-           or cpu_rules.HELPERS' sigmoid_{dt}, softplus_{dt}, tanh_f32
+  libm     the same loop calling what generated code called before cpu_math (specc 1b94c68):
+           np.exp / np.log / np.tanh (libm calls), and the helpers sigmoid_{dt}, softplus_{dt},
+           tanh_f32 of that version (through np.exp / np.log1p), copied below
   numpy    NumPy on the whole array: np.exp, np.log, np.tanh (SIMD ufuncs), 1/(1+np.exp(-x)),
            np.logaddexp(0, x)
 
-Prints the best-of-repeats ns/element and the ratios current/new and numpy/new (> 1: new is
+Prints the best-of-repeats ns/element and the ratios libm/new and numpy/new (> 1: new is
 faster).  Shared machines are noisy: compare ratios from one run.
 """
 
@@ -25,25 +26,53 @@ import numpy as np
 from numba import njit
 
 from specc.codegen.cpu_math import MATH_HELPERS, array_fn
-from specc.codegen.cpu_rules import HELPERS
 
 KINDS = ["exp", "log", "tanh", "sigmoid", "softplus"]
 NP_DT = {"f32": np.float32, "f64": np.float64}
 
 
-def current_scalar(kind: str, dt: str):
-    """The scalar function generated code uses now for this op."""
+# The scalar helpers generated code used before cpu_math (cpu_rules.py at 1b94c68), {one}/{zero}: typed literals.
+OLD_HELPERS = {
+    "sigmoid": """
+def f(x):
+    e = np.exp(-abs(x))
+    if x >= 0:
+        return {one} / ({one} + e)
+    return e / ({one} + e)
+""",
+    "softplus": """
+def f(x):
+    return max(x, {zero}) + np.log1p(np.exp(-abs(x)))
+""",
+    "tanh_f32": """
+def f(x):
+    a = abs(x)
+    if a < np.float32(0.25):
+        a2 = a * a
+        t = a * (np.float32(1.0) + a2 * (np.float32(-1.0 / 3) + a2 * (np.float32(2.0 / 15) + a2 * (
+            np.float32(-17.0 / 315) + a2 * np.float32(62.0 / 2835)))))
+    else:
+        e = np.exp(np.float32(-2.0) * a)
+        t = (np.float32(1.0) - e) / (np.float32(1.0) + e)
+    return t if x >= 0 else -t
+""",
+}
+
+
+def libm_scalar(kind: str, dt: str):
+    """The scalar function generated code used for this op before cpu_math."""
     if kind == "exp":
         return njit(lambda v: np.exp(v))
     if kind == "log":
         return njit(lambda v: np.log(v))
     if kind == "tanh" and dt == "f64":
         return njit(lambda v: np.tanh(v))
-    name = f"{kind}_{dt}"
-    src = HELPERS[kind](name, dt).replace("cache=True, ", "")
-    ns: dict = {"np": np, "njit": njit}
+    src = OLD_HELPERS["tanh_f32" if kind == "tanh" else kind]
+    lit = "np.float32({})" if dt == "f32" else "{}"
+    src = src.replace("{one}", lit.format("1.0")).replace("{zero}", lit.format("0.0"))
+    ns: dict = {"np": np}
     exec(src, ns)
-    return ns[name]
+    return njit(error_model="numpy")(ns["f"])
 
 
 def loop_of(f, dt: str):
@@ -100,7 +129,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     base = rng.standard_normal(args.n) * 4
     print(f"n = {args.n}, best of {args.repeats}, ns/element (ratio > 1: new is faster)")
-    print(f"{'fn':<12}{'new':>8}{'new-nc':>8}{'current':>9}{'numpy':>8}{'cur/new':>9}{'np/new':>8}")
+    print(f"{'fn':<12}{'new':>8}{'new-nc':>8}{'libm':>9}{'numpy':>8}{'libm/new':>9}{'np/new':>8}")
     for dt in args.dtypes.split(","):
         for kind in KINDS:
             assert kind in MATH_HELPERS
@@ -110,7 +139,7 @@ def main() -> None:
             with np.errstate(all="ignore"):
                 t_new = best(array_fn(kind, dt, True), x, args.repeats)
                 t_nc = best(array_fn(kind, dt, False), x, args.repeats)
-                t_cur = best(loop_of(current_scalar(kind, dt), dt), x, args.repeats)
+                t_cur = best(loop_of(libm_scalar(kind, dt), dt), x, args.repeats)
                 t_np = best(numpy_fn(kind), x, args.repeats)
             print(f"{kind + '_' + dt:<12}{t_new:8.2f}{t_nc:8.2f}{t_cur:9.2f}{t_np:8.2f}"
                   f"{t_cur / t_new:9.1f}{t_np / t_new:8.1f}", flush=True)
