@@ -8,9 +8,9 @@ Every variant runs over the same n random inputs (x ~ 4 N(0, 1); |x| for log), s
   new      ``out[i] = {kind}_{dt}(x[i])`` in an njit loop with fastmath={"contract"} (cpu_math)
   new-nc   the same loop without fastmath flags
   libm     the same loop calling what generated code called before cpu_math (specc 1b94c68):
-           np.exp / np.log / np.tanh (libm calls), and the helpers sigmoid_{dt}, softplus_{dt},
+           np.exp / np.expm1 / np.log / np.tanh (libm calls), and the helpers sigmoid_{dt}, softplus_{dt},
            tanh_f32 of that version (through np.exp / np.log1p), copied below
-  numpy    NumPy on the whole array: np.exp, np.log, np.tanh (SIMD ufuncs), 1/(1+np.exp(-x)),
+  numpy    NumPy on the whole array: np.exp, np.expm1, np.log, np.tanh (ufuncs), 1/(1+np.exp(-x)),
            np.logaddexp(0, x)
 
 Prints the best-of-repeats ns/element and the ratios libm/new and numpy/new (> 1: new is
@@ -27,7 +27,7 @@ from numba import njit
 
 from specc.codegen.cpu_math import MATH_HELPERS, array_fn
 
-KINDS = ["exp", "log", "tanh", "sigmoid", "softplus"]
+KINDS = ["exp", "expm1", "log", "tanh", "sigmoid", "softplus"]
 NP_DT = {"f32": np.float32, "f64": np.float64}
 
 
@@ -65,6 +65,8 @@ def libm_scalar(kind: str, dt: str):
         return njit(lambda v: np.exp(v))
     if kind == "log":
         return njit(lambda v: np.log(v))
+    if kind == "expm1":
+        return njit(lambda v: np.expm1(v))
     if kind == "tanh" and dt == "f64":
         return njit(lambda v: np.tanh(v))
     src = OLD_HELPERS["tanh_f32" if kind == "tanh" else kind]
@@ -96,6 +98,7 @@ def numpy_fn(kind: str):
 
     fns = {
         "exp": np.exp,
+        "expm1": np.expm1,
         "log": np.log,
         "tanh": np.tanh,
         "sigmoid": sigmoid,

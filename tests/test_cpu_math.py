@@ -20,6 +20,7 @@ LD = np.longdouble
 
 REFS = {
     "exp": lambda x: np.exp(x),
+    "expm1": lambda x: np.expm1(x),
     "log": lambda x: np.log(x),
     "tanh": lambda x: np.tanh(x),
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
@@ -66,6 +67,8 @@ def test_accuracy(kind: str, dt: str) -> None:
 INF, NAN = np.inf, np.nan
 SPECIAL = {
     "exp": [(NAN, NAN), (INF, INF), (-INF, 0.0), (0.0, 1.0), (-0.0, 1.0), (1000.0, INF), (-1000.0, 0.0)],
+    "expm1": [(NAN, NAN), (INF, INF), (-INF, -1.0), (0.0, 0.0), (-0.0, -0.0), (1000.0, INF), (-1000.0, -1.0),
+              (1e-30, 1e-30), (-1e-30, -1e-30)],
     "log": [(NAN, NAN), (INF, INF), (-INF, NAN), (0.0, -INF), (-0.0, -INF), (-1.0, NAN), (1.0, 0.0)],
     "tanh": [(NAN, NAN), (INF, 1.0), (-INF, -1.0), (0.0, 0.0), (-0.0, -0.0), (20.0, 1.0), (-20.0, -1.0),
              (1e30, 1.0), (-1e30, -1.0), (1e-30, 1e-30), (-1e-30, -1e-30)],
