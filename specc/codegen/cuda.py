@@ -223,7 +223,7 @@ class CudaEmitter(Emitter):
         if k.persistent:
             launch = "SCAN_BLOCKS, SCAN_THREADS"
         else:
-            work = " + ".join(f"({w})" if " " in w else w for w in k.work) or "1"
+            work = " + ".join(f"({w})" if " " in w and len(k.work) > 1 else w for w in k.work) or "1"
             launch = f"grid_for({work}), THREADS"
         self.host(f"{k.name}[{launch}]({', '.join(params)})")
 
@@ -232,10 +232,11 @@ class CudaEmitter(Emitter):
         code = "\n".join(line.split("#", 1)[0] for line in body.splitlines())
         known = set(self.host_args) | set(re.findall(r"^\s*([A-Za-z_]\w*) = ", self.host.render(), re.M))
         seen: dict[str, None] = {}
-        for word in re.findall(r"[A-Za-z_]\w*", code):
+        for word in re.findall(r"(?<![\w.])[A-Za-z_]\w*", code):  # not attributes (threadIdx.x)
             if word in known:
                 seen.setdefault(word, None)
-        return list(seen)
+        dims = set(self.dim_names.values())
+        return [w for w in seen if w not in dims] + [w for w in seen if w in dims]  # arrays first, then sizes
 
     @contextmanager
     def phase(self, title: str) -> Iterator[None]:
