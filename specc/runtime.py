@@ -29,8 +29,9 @@ only the generation of its source.
 
 Threads: one owner of the cores.  A kernel splits its work itself, never
 through BLAS: a recurrence whose steps treat batch rows independently runs
-as one block of rows per thread (``prange``; every step of the block on one
-thread, no synchronisation between steps, see :mod:`specc.codegen.rows`),
+as one block of rows per thread (:func:`run_row_blocks`; every step of the
+block on one thread, no synchronisation between steps, see
+:mod:`specc.codegen.rows`),
 and the BLAS that ``np.dot`` calls is held to one thread while a kernel runs
 (threadpoolctl, about 20 microseconds a call, restored after), so OpenBLAS
 threads never compete with the kernel's own.  The per-step products of a
@@ -39,8 +40,7 @@ threads only synchronise: on this project's two-core machine, busy with
 other work, the LSTM forward kernel (T=8, B=64) took 200 ms with two
 OpenBLAS threads and 1-3 ms with one.  The number of threads is
 ``$SPECC_NUM_THREADS``, else the CPUs this process may run on.  Kernel
-calls are serialised by a lock (Numba's default thread pool must not be
-entered from two threads at once).
+calls are serialised by a lock: each one already uses every thread it may.
 """
 
 from __future__ import annotations
@@ -161,13 +161,36 @@ def _load(module: GeneratedModule, key: str) -> tuple[ModuleType, Path]:
 
 
 # ---- threads -----------------------------------------------------------------------------------
-def kernel_threads() -> int:
-    """``$SPECC_NUM_THREADS``, else the CPUs this process may run on (at most Numba's pool size)."""
-    import numba
+MIN_BLOCK_ROWS = 4  # a block of fewer rows makes per-step matrix-vector products: not worth a thread
+_POOL: Any = None
 
+
+def run_row_blocks(fn: Callable[..., None], args: tuple, rows: int, threads: int) -> None:
+    """``fn(*args, lo, hi)`` for blocks of the ``rows`` rows, one block per thread, and wait.
+
+    Called by generated kernels (through Numba's ``objmode``) for a recurrence whose rows
+    are independent; ``fn`` is a ``nogil`` kernel, so the blocks run in parallel.
+    """
+    global _POOL
+    blocks = max(1, min(threads, rows // MIN_BLOCK_ROWS))
+    if blocks == 1:
+        fn(*args, 0, rows)
+        return
+    if _POOL is None or _POOL._max_workers < blocks:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=max(blocks, kernel_threads()), thread_name_prefix="specc")
+    futures = [_POOL.submit(fn, *args, k * rows // blocks, (k + 1) * rows // blocks) for k in range(1, blocks)]
+    fn(*args, 0, rows // blocks)  # the first block on this thread
+    for f in futures:
+        f.result()
+
+
+def kernel_threads() -> int:
+    """``$SPECC_NUM_THREADS``, else the CPUs this process may run on."""
     env = os.environ.get("SPECC_NUM_THREADS")
     n = int(env) if env else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(n or 1, numba.config.NUMBA_NUM_THREADS))
+    return max(1, n or 1)
 
 
 _CONTROLLER: Any = None
@@ -193,6 +216,12 @@ class CompiledGraph:
     path: Path  # the cache file holding the source
     entry: Callable[..., tuple]
     _inputs: tuple[Value, ...] = field(repr=False, default=())
+    _module: ModuleType | None = field(repr=False, default=None)
+
+    @property
+    def dispatchers(self) -> list[Any]:
+        """The module's Numba kernels (the entry itself, or the parts and recurrences it calls)."""
+        return [getattr(self._module, k) for k in self.module.kernels] if self._module else []
 
     @property
     def source(self) -> str:
@@ -208,12 +237,13 @@ class CompiledGraph:
         if missing:
             raise InputError(f"the size of dim {missing[0]} is not given", hint="pass it in dims")
         draws = [d.sample(sizes, seed, training) for d in self.module.draws]
-        import numba
-
         threads = kernel_threads()
         extra = (threads,) if self.module.threads else ()
         with _CALL_LOCK, _blas_limit():
-            numba.set_num_threads(threads)
+            if self.module.threads:
+                import numba
+
+                numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # for prange
             outs = self.entry(*arrays, *draws, *(int(sizes[s]) for s in self.module.dims), *extra)
         return list(outs)
 
@@ -254,7 +284,10 @@ def compile_graph(graph: Graph, *, target: str = "cpu", name: str = "graph") -> 
     key = cache_key(module, dtypes)
     mod, path = _load(module, key)
     entry = getattr(mod, module.entry)
-    sig = _signature(module, graph)
-    if sig not in [tuple(s) for s in entry.signatures]:
-        entry.compile(sig)
-    return CompiledGraph(graph, module, path, entry)
+    if hasattr(entry, "signatures"):  # one kernel: compile it now, for the exact argument types
+        sig = _signature(module, graph)
+        if sig not in [tuple(s) for s in entry.signatures]:
+            entry.compile(sig)
+    # else the entry is Python calling kernels in turn (a module with threads): each compiles,
+    # or loads from Numba's cache, on the first call
+    return CompiledGraph(graph, module, path, entry, _module=mod)

@@ -264,7 +264,8 @@ def test_compiled_matches_interpreter(compiled, name: str, dtype: str, how: str)
         want = interpret(graph, args, dims, seed=k + 10, training=True)
         got = kernel(args, dims, seed=k + 10, training=True)
         assert_close(got, want, dtype, names)
-    assert len(kernel.entry.signatures) == 1, "a new binding of the dims compiled the kernel again"
+    compiled_twice = [d.py_func.__name__ for d in kernel.dispatchers if len(d.signatures) > 1]
+    assert not compiled_twice, f"a new binding of the dims compiled {compiled_twice} again"
 
 
 def test_cases_cover_every_op(compiled) -> None:
@@ -326,7 +327,7 @@ def test_generated_source_reads_like_the_spec() -> None:
     assert "np.dot(h_z, h_W_f, " in src
     # the recurrence's rows are independent: it runs on a block of rows lo:hi (nb rows) per thread
     assert "h_z = np.empty((nb, 72), np.float32)" in src
-    assert "def scan_c(" in src and "for _k in prange(_blocks):" in src
+    assert "def scan_c(" in src and "run_row_blocks(scan_c, (" in src
     assert "for n in range(T):" in src and "c_t_1 = h_c[t - 1, lo:hi] if n >= 1 else " in src
     assert_no_slice_assignment(src)
     compile(src, "<generated>", "exec")
@@ -335,10 +336,16 @@ def test_generated_source_reads_like_the_spec() -> None:
 
 
 def assert_no_slice_assignment(src: str) -> None:
-    for line in src.splitlines():
-        code = line.split("#", 1)[0]
-        target = code.split(" = ", 1)[0] if " = " in code else ""
-        assert ":" not in target, f"slice assignment (slow to compile in Numba): {line.strip()}"
+    """No ``a[i:j] = ...`` (Numba compiles each such site slowly); reading a slice is fine."""
+    import ast
+
+    for node in ast.walk(ast.parse(src)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AugAssign, ast.AnnAssign)) else []
+        for t in targets:
+            if isinstance(t, ast.Subscript) and any(isinstance(n, ast.Slice) for n in ast.walk(t.slice)):
+                raise AssertionError(f"slice assignment (slow to compile in Numba) at line {node.lineno}: "
+                                     f"{ast.unparse(node)}")
 
 
 @pytest.mark.parametrize("name", list(HAND))

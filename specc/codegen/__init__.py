@@ -51,6 +51,7 @@ class GeneratedModule:
     dims: tuple[str, ...]  # then the dim symbols, passed as ints
     outputs: tuple[str, ...]  # the names of the returned values (for reading the source)
     threads: bool = False  # the entry takes a last argument: how many threads it may use
+    kernels: tuple[str, ...] = ()  # the compiled functions doing the work (the entry, or what it calls)
 
 
 class CodeGen(Protocol):

@@ -22,7 +22,8 @@ from ..ops import REGISTRY
 from ..ops.core import broadcast
 from ..ops.scan import split_inputs
 from . import lowering
-from .cpu import GLOBALS, NJIT, THREADS, NJIT_NOGIL, NJIT_PRANGE, TARGET, Emitter, free_names, sanitize
+from .cpu import GLOBALS, NJIT, NJIT_NOGIL, TARGET, THREADS, Emitter, free_names, sanitize
+from .cpu_math import MATH_HELPERS
 from .lines import Lines
 from .rows import ROW, RowPlan, row_plan
 
@@ -32,52 +33,15 @@ def cpu(*ops: str):
 
 
 # ---- helpers the generated code may call (added to a module on first use) -----------------
-def _sigmoid(name: str, dt: str) -> str:
-    one = Emitter.lit(1.0, dt)
-    return f'''{NJIT}
-def {name}(x):
-    """1 / (1 + e^-x), computed from e^-|x| only (no overflow)."""
-    e = np.exp(-abs(x))
-    if x >= 0:
-        return {one} / ({one} + e)
-    return e / ({one} + e)
-'''
-
-
-def _softplus(name: str, dt: str) -> str:
-    return f'''{NJIT}
-def {name}(x):
-    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
-    return max(x, {Emitter.lit(0.0, dt)}) + np.log1p(np.exp(-abs(x)))
-'''
-
-
 def _gelu(name: str, dt: str) -> str:
     def lit(v: float) -> str:
         return Emitter.lit(v, dt)
 
-    tanh = "tanh_f32" if dt == "f32" else "np.tanh"  # the float32 helper is added with this one
+    tanh = f"tanh_{dt}"  # the helper is added with this one
     return f'''{NJIT}
 def {name}(x):
     """x * Phi(x), the tanh approximation."""
     return {lit(0.5)} * x * ({lit(1.0)} + {tanh}({lit(0.7978845608028654)} * (x + {lit(0.044715)} * x * x * x)))
-'''
-
-
-def _tanh_source(name: str, dt: str) -> str:
-    """float32 only: libm's tanhf, which Numba calls, is four times slower here than exp (NumPy's is SIMD)."""
-    return f'''{NJIT}
-def {name}(x):
-    """tanh through e^(-2|x|), with its Taylor series near 0 where 1 - e^(-2|x|) would cancel (a few ulps)."""
-    a = abs(x)
-    if a < np.float32(0.25):
-        a2 = a * a
-        t = a * (np.float32(1.0) + a2 * (np.float32(-1.0 / 3) + a2 * (np.float32(2.0 / 15) + a2 * (
-            np.float32(-17.0 / 315) + a2 * np.float32(62.0 / 2835)))))
-    else:
-        e = np.exp(np.float32(-2.0) * a)
-        t = (np.float32(1.0) - e) / (np.float32(1.0) + e)
-    return t if x >= 0 else -t
 '''
 
 
@@ -106,22 +70,11 @@ def {name}(start, n, count, step):
 '''
 
 
-def _row_blocks(name: str, dt: str | None) -> str:
-    return f'''{NJIT}
-def {name}(rows, threads):
-    """How many blocks of rows a row-wise recurrence runs as: one per thread, none under {MIN_BLOCK_ROWS} rows."""
-    return max(1, min(threads, rows // {MIN_BLOCK_ROWS}))
-'''
-
-
-MIN_BLOCK_ROWS = 4  # below this a block's per-step products are matrix-vector products: not worth a thread
-
+# exp, log, tanh, sigmoid, softplus: vectorizable arithmetic (specc.codegen.cpu_math), not libm
+# calls, so that the loops calling them vectorize
 HELPERS: dict[str, Callable[[str, str | None], str]] = {
-    "row_blocks": _row_blocks,
-    "sigmoid": _sigmoid,
-    "softplus": _softplus,
+    **MATH_HELPERS,
     "gelu": _gelu,
-    "tanh": _tanh_source,
     "wrap_index": _wrap_index,
     "slice_start": _slice_start,
 }
@@ -145,13 +98,8 @@ def _helper(kind: str) -> ScalarRule:
     return lambda e, q, a: f"{e.helper(kind, _dt(q))}({a[0]})"
 
 
-def _tanh(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
-    return f"{e.helper('tanh', 'f32')}({a[0]})" if _dt(q) == "f32" else f"np.tanh({a[0]})"
-
-
 def _gelu_rule(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
-    if _dt(q) == "f32":
-        e.helper("tanh", "f32")
+    e.helper("tanh", _dt(q))
     return f"{e.helper('gelu', _dt(q))}({a[0]})"
 
 
@@ -175,11 +123,11 @@ def _elu(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
 
 SCALAR: dict[str, ScalarRule] = {
     "neg": lambda e, q, a: f"-{a[0]}",
-    "exp": _call("np.exp"),
-    "log": _call("np.log"),
+    "exp": _helper("exp"),
+    "log": _helper("log"),
     "sqrt": _call("np.sqrt"),
     "abs": _call("abs"),
-    "tanh": _tanh,
+    "tanh": _helper("tanh"),
     "sigmoid": _helper("sigmoid"),
     "relu": lambda e, q, a: f"max({a[0]}, {e.lit(0.0, _dt(q))})",
     "leaky_relu": _leaky_relu,
@@ -260,6 +208,8 @@ def fused(e: Emitter, eqn: Eqn) -> None:
 
 
 # ---- matmul: BLAS through np.dot on 2-D views ------------------------------------------------
+# A product outside any loop goes through specc.codegen.cpu_shared.matmul_blocks, which splits a
+# large one by rows across the kernel's threads (BLAS itself stays on one thread).
 @cpu("matmul")
 def matmul(e: Emitter, eqn: Eqn) -> None:
     a, b = eqn.inputs
@@ -273,7 +223,11 @@ def matmul(e: Emitter, eqn: Eqn) -> None:
             rows = e.count(a.shape[:-1])
             x = _view(e, x, f"({rows}, {e.dim(a.shape[-1])})")
             o = _view(e, o, f"({rows}, {e.dim(b.shape[1])})" if b.type.rank == 2 else f"({rows},)")
-        e.lines(f"np.dot({x}, {w}, {o})")
+        if a.type.rank >= 2 and b.type.rank == 2 and e.lines.depth == 1 and not e.in_rows:  # not per step: may use threads
+            e.uses_threads = True
+            e.lines(f"matmul_blocks({x}, {w}, {o}, {THREADS})")
+        else:
+            e.lines(f"np.dot({x}, {w}, {o})")
     else:  # batched: [..., M, K] @ [..., K, N], one product per batch index
         nb = e.count(a.shape[:-2])
         m, k, n = (e.dim(d) for d in (a.shape[-2], a.shape[-1], b.shape[-1]))
@@ -723,11 +677,16 @@ def scan(e: Emitter, eqn: Eqn) -> None:
     """A loop over the steps; the body's code runs once per step (see specc.ops.scan for the layout).
 
     When every step treats the batch rows independently (:func:`specc.codegen.rows.row_plan`),
-    the loop becomes a function of a block of rows, and a ``prange`` runs one block per
-    thread: the whole recurrence, all steps, with no synchronisation between steps.
+    the loop becomes a function of a block of rows (``nogil``), and
+    :func:`specc.runtime.run_row_blocks` runs one block per thread: the whole recurrence,
+    all steps, with no synchronisation between steps.  The entry then becomes Python code
+    calling the kernel's parts in turn (see :meth:`Emitter.split`).  (Two alternatives were
+    measured and dropped: a ``prange`` over the blocks made Numba compile the recurrence
+    twice and build a parallel wrapper, 4-6 s more for the LSTM's gradient kernel; an
+    ``objmode`` call from the kernel costs 0.3 s of compilation in every process.)
     """
     history = [e.alloc(v) for v in eqn.outputs]  # [T, ...] per state, in time order
-    plan = None if e.in_rows else row_plan(eqn)
+    plan = row_plan(eqn) if e.lines.depth == 1 and not e.in_rows else None  # only a top-level loop splits
     if plan is None:
         _scan_loop(e, eqn, history, None)
     else:
@@ -752,18 +711,8 @@ def _scan_by_rows(e: Emitter, eqn: Eqn, history: list[str], plan: RowPlan) -> No
     e.functions[name] = (f"{NJIT_NOGIL}\ndef {name}({args}, {lo}, {hi}):\n"
                          f'    """The recurrence of lines {_lines_of(eqn)} on rows {lo}:{hi} of the batch."""\n'
                          f"{code}")
-    e.functions[f"{name}_rows"] = (
-        f"{NJIT_PRANGE}\ndef {name}_rows({args}, _rows, _blocks):\n"
-        f'    """{name} on _blocks blocks of the _rows rows, one per thread."""\n'
-        f"    for _k in prange(_blocks):\n"
-        f"        {name}({args}, _k * _rows // _blocks, (_k + 1) * _rows // _blocks)\n")
-    blocks = e.temp("blocks")
-    e.lines.comment(f"rows are independent: {blocks} blocks of rows run the whole recurrence on their own threads")
-    e.lines(f"{blocks} = {e.helper('row_blocks')}({rows}, {THREADS})")
-    with e.lines.block(f"if {blocks} > 1:"):
-        e.lines(f"{name}_rows({args}, {rows}, {blocks})")
-    with e.lines.block("else:"):
-        e.lines(f"{name}({args}, 0, {rows})")
+    e.split(f"run_row_blocks({name}, ({args},), {rows}, {THREADS})",
+            f"rows are independent: {name} runs on one block of rows per thread")
 
 
 def _lines_of(eqn: Eqn) -> str:

@@ -61,4 +61,12 @@ class Lines:
     def render(self) -> str:
         return "\n".join(self._lines) + "\n"
 
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def cut(self, marks: list[int]) -> list[list[str]]:
+        """The lines in pieces, cut before each line index in ``marks`` (ascending)."""
+        bounds = [0, *marks, len(self._lines)]
+        return [self._lines[a:b] for a, b in zip(bounds, bounds[1:])]
+
     __str__ = render
