@@ -18,6 +18,7 @@ H100 (NVVM only, no GPU) to catch what the simulator accepts but numba-cuda woul
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -150,7 +151,7 @@ def test_no_gpu_without_the_simulator_is_a_clear_error(tmp_path) -> None:
     """In a process without the simulator: exit 1 and a message, no traceback (skipped where a GPU is)."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["PYTHONPATH"] = str(ROOT)
-    if _gpu_available(env):
+    if _gpu_available():
         pytest.skip("a GPU is present: there is no error to show")
     out = subprocess.run([sys.executable, "-m", "specc", "run", str(ROOT / "specs" / "rnn.nn"), "--target", "cuda"],
                          env=env, capture_output=True, text=True, timeout=120)
@@ -159,7 +160,9 @@ def test_no_gpu_without_the_simulator_is_a_clear_error(tmp_path) -> None:
     assert "Traceback" not in out.stderr
 
 
-def _gpu_available(env: dict) -> bool:
+@functools.cache
+def _gpu_available() -> bool:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     probe = "from numba import cuda; print(cuda.is_available())"
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     return out.stdout.strip().endswith("True")
@@ -417,7 +420,7 @@ def test_lstm_gradients_on_a_real_gpu(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["PYTHONPATH"] = str(ROOT)
     env["SPECC_CACHE_DIR"] = str(tmp_path / "cache")
-    if not _gpu_available(env):
+    if not _gpu_available():
         pytest.skip("no CUDA GPU")
     out = subprocess.run([sys.executable, "-c", GPU_SCRIPT, str(ROOT / "specs" / "lstm.nn")], env=env,
                          capture_output=True, text=True, timeout=600)
