@@ -153,8 +153,12 @@ def _seq_rule(op: str) -> SeqRule | None:
     return _elementwise_rule if spec.elementwise and not spec.random and op != "full" else None
 
 
-def _hoist(eqn: Eqn) -> tuple[list[Eqn], Eqn | None, dict[int, Value]]:
-    """(equations before the loop, the new scan or None if nothing is left, outer substitutions)."""
+def _hoist(eqn: Eqn, keep: frozenset[int] = frozenset()) -> tuple[list[Eqn], Eqn | None, dict[int, Value]]:
+    """(equations before the loop, the new scan or None if nothing is left, outer substitutions).
+
+    ``keep``: ids of sequence-reading elementwise equations to leave in the loop (see
+    :func:`_not_worth_hoisting`); the first try finds them and a second one leaves them.
+    """
     scan = unpack_scan(eqn)
     length = scan.length
     cls: dict[int, str] = {}
@@ -171,7 +175,7 @@ def _hoist(eqn: Eqn) -> tuple[list[Eqn], Eqn | None, dict[int, Value]]:
     local: set[int] = set()  # constants (full): copied out where needed, and also kept in the loop
     for e in scan.eqns:
         c = eqn_class(e, cls)
-        outs = _outside(em, e, c, cls, outer, length) if c != VARYING else None
+        outs = _outside(em, e, c, cls, outer, length) if c != VARYING and id(e) not in keep else None
         if outs is None:
             c = VARYING
         else:
@@ -184,6 +188,10 @@ def _hoist(eqn: Eqn) -> tuple[list[Eqn], Eqn | None, dict[int, Value]]:
             cls[v.uid] = c
     if len(body) == len(scan.eqns):
         return [], eqn, {}
+    if not keep:
+        stay = _not_worth_hoisting(scan, cls)
+        if stay:
+            return _hoist(eqn, stay)
 
     # what the loop still reads of the hoisted values: each becomes a const or a sequence
     consts = {i.uid: (o, i) for o, i in scan.consts}
@@ -214,6 +222,35 @@ def _hoist(eqn: Eqn) -> tuple[list[Eqn], Eqn | None, dict[int, Value]]:
     new = Scan([c for c in consts.values() if c[1].uid in used], [q for q in seqs.values() if q[1].uid in used],
                states, body, scan.params, scan.loc)
     return before, new.pack(), replaced
+
+
+def _not_worth_hoisting(scan: Scan, cls: dict[int, str]) -> frozenset[int]:
+    """Elementwise equations on sequences that only feed the loop: better left in it.
+
+    Run on whole sequences, ``f * (1 - f)`` or ``x[t] @ W + b``'s ``+ b`` would write a
+    [T, ...] array that the loop then reads back: two passes over memory, and one more loop
+    nest to compile, for work the loop does in its own pass.  Hoisting pays for what feeds
+    an op that batches better over the whole sequence (a matmul, a reduction, ...) and for a
+    per-step output the loop no longer has to produce.
+    """
+    made_by = {v.uid: e for e in scan.eqns for v in e.outputs}
+    wanted: set[int] = set()  # ids of sequence equations whose results are needed outside
+    todo = [s.out for s in scan.states if s.lag == 0 and cls.get(s.out.uid) == SEQ]
+    todo += [v for e in scan.eqns if cls.get(e.outputs[0].uid) == SEQ and not _elementwise(e) for v in e.inputs]
+    todo += [e.outputs[0] for e in scan.eqns if cls.get(e.outputs[0].uid) == SEQ and not _elementwise(e)]
+    while todo:
+        v = todo.pop()
+        e = made_by.get(v.uid)
+        if e is None or id(e) in wanted or cls.get(v.uid) != SEQ:
+            continue
+        wanted.add(id(e))
+        todo.extend(e.inputs)
+    return frozenset(id(e) for e in scan.eqns
+                     if cls.get(e.outputs[0].uid) == SEQ and _elementwise(e) and id(e) not in wanted)
+
+
+def _elementwise(e: Eqn) -> bool:
+    return REGISTRY[e.op].elementwise and e.op != "full"
 
 
 def _outside(em: Emitter, e: Eqn, c: str, cls: dict[int, str], outer: dict[int, Value], length: Dim
