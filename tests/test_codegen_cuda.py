@@ -396,6 +396,23 @@ def test_cli_run_and_gradcheck_on_cuda(simulator, tmp_path, capsys) -> None:
     assert "5/5 gradients agree" in capsys.readouterr().out
 
 
+def test_cli_train_on_cuda_matches_the_interpreter(simulator, tmp_path, capsys) -> None:
+    from specc.cli import main
+
+    spec = tmp_path / "rnn.nn"
+    spec.write_text(shrink((ROOT / "specs" / "rnn.nn").read_text()))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.uniform(size=(2, 8, 8)).astype(np.float32),
+             y=rng.integers(0, 10, 8).astype(np.int32))
+    final = {}
+    for target in ("cuda", "interp"):
+        argv = ["train", str(spec), "--data", str(tmp_path / "d.npz"), "--target", target, "--epochs", "1",
+                "--batch", "4", "--val-split", "0.5", "--quiet", "--json", "-o", str(tmp_path / f"{target}.npz")]
+        assert main(argv) == 0
+        final[target] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["final"]
+    assert final["cuda"] == pytest.approx(final["interp"], rel=1e-5)
+
+
 # ---- a real GPU -------------------------------------------------------------------------------------
 GPU_SCRIPT = """\
 import sys
