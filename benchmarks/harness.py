@@ -100,6 +100,11 @@ class Measurement:
         return None if m is None else m * 1e3
 
     @property
+    def spread(self) -> float | None:
+        """median / minimum: near 1 when the samples agree, larger when something interfered."""
+        return self.median_s / min(self.samples) if self.samples and min(self.samples) > 0 else None
+
+    @property
     def gflops(self) -> float | None:
         m = self.median_s
         return self.flops / m / 1e9 if m and self.flops else None
@@ -107,7 +112,7 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d |= {"median_ms": self.ms, "min_ms": min(self.samples) * 1e3 if self.samples else None,
-              "gflops": self.gflops}
+              "spread": self.spread, "gflops": self.gflops}
         return d
 
 
@@ -193,6 +198,8 @@ class Row:
     peer_gflops: float | None
     target: float | None
     verdict: str  # "PASS", "MISS", "" (no target), or why there is no ratio
+    load: float | None = None  # the machine's 1-minute load average when the workload was timed
+    spread: float | None = None  # the larger median / minimum of the two sides
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,22 +225,35 @@ def comparison_rows(measurements: Sequence[Measurement]) -> list[Row]:
             else:
                 verdict = "PASS" if ratio <= target else "MISS"
             rows.append(Row(f"{family} {mode}", shape, specc.ms, peer.impl, peer.ms, ratio, specc.gflops,
-                            peer.gflops, target, verdict))
+                            peer.gflops, target, verdict, specc.load_average,
+                            max((x for x in (specc.spread, peer.spread) if x is not None), default=None)))
     return rows
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    head = ["workload", "shape", "specc ms", "peer", "peer ms", "specc/peer", "specc GF/s", "peer GF/s",
-            "target", "result"]
+    head = ["workload", "shape", "load", "specc ms", "peer", "peer ms", "specc/peer", "spread", "specc GF/s",
+            "peer GF/s", "target", "result"]
     body = []
     last = None
     for r in rows:
         same = (r.workload, r.shape) == last
         last = (r.workload, r.shape)
-        body.append(["" if same else r.workload, "" if same else r.shape, "" if same else _num(r.specc_ms),
-                     r.peer, _num(r.peer_ms), _num(r.ratio, 2), _num(r.specc_gflops, 1), _num(r.peer_gflops, 1),
+        body.append(["" if same else r.workload, "" if same else r.shape, "" if same else _num(r.load, 1),
+                     "" if same else _num(r.specc_ms),
+                     r.peer, _num(r.peer_ms), _num(r.ratio, 2), _num(r.spread, 2), _num(r.specc_gflops, 1),
+                     _num(r.peer_gflops, 1),
                      f"<= {r.target:g}" if r.target is not None else "", r.verdict])
     return _render(head, body)
+
+
+def load_warning(loads: Sequence[float | None], threads: int) -> str | None:
+    """A warning when the machine was busier than the threads asked for (then peers that sync threads suffer)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    worst = max((x for x in loads if x is not None), default=None)
+    if worst is None or worst <= cpus + 0.5:
+        return None
+    return (f"warning: the load average reached {worst:.1f} on {cpus} CPUs: other work took CPU time from these "
+            f"{threads}-thread runs (see load and spread); rerun on a quiet machine before quoting ratios")
 
 
 def format_compile_table(compile_results: Sequence[dict[str, Any]]) -> str:

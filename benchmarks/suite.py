@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (Timing, comparison_rows, configure_torch, format_compile_table, format_table, have,  # noqa: E402
-                     machine_info, set_threads)
+                     load_warning, machine_info, set_threads)
 
 WORKLOADS = ("lstm", "lstm-fwd", "gru", "peephole", "mlp", "lenet", "compile")
 
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(ratio = specc ms / peer ms: below 1 specc is faster; GF/s counts the products only)\n")
     if rows:
         print(format_table(rows))
+    warning = load_warning([r.load for r in rows] + [info["load_average"][0], info["load_average_end"][0]],
+                           args.threads)
     if compile_results:
         print()
         print(format_compile_table(compile_results))
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntargets: {verdicts.count('PASS')} pass, {verdicts.count('MISS')} miss; "
           f"load average {info['load_average'][0]:.1f} at start, {info['load_average_end'][0]:.1f} at end; "
           f"{info['wall_s']:.0f} s")
+    if warning:
+        print(warning)
     if args.json:
         doc = {"machine": info, "settings": {"threads": args.threads, "repeats": timing.repeats,
                                              "warmup": timing.warmup, "rounds": timing.rounds,

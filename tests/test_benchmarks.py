@@ -152,5 +152,14 @@ def test_table_ratios_and_verdicts():
     assert by_peer["torch cell"].verdict == "MISS"  # 0.67 > 0.5
     assert by_peer["jax scan"].ratio is None and by_peer["jax scan"].verdict == "jax not installed"
     assert by_peer["torch cell"].specc_gflops == pytest.approx(100.0)
+    assert by_peer["torch cell"].spread == pytest.approx(1.0)
     table = harness.format_table(rows)
     assert "0.50" in table and "PASS" in table and "jax not installed" in table
+
+
+def test_load_warning_only_on_a_busy_machine():
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert harness.load_warning([0.5, None, cpus * 1.0], 2) is None
+    assert "load average reached" in harness.load_warning([cpus + 3.0], 2)
