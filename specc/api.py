@@ -90,7 +90,7 @@ class Model:
     def outputs(self) -> dict[str, tuple[str, tuple]]:
         return {n: (v.dtype, _sym_shape(v)) for n, v in zip(self.program.output_names, self.program.graph.outputs)}
 
-    @property
+    @functools.cached_property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {p.name: tuple(d.value for d in p.value.shape) for p in self.program.params}
 

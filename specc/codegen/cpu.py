@@ -52,8 +52,11 @@ from .lines import Lines
 TARGET = "cpu"
 ENTRY = "run"
 THREADS = "threads"  # the entry's last argument when it splits work across threads
-NJIT = '@njit(cache=True, error_model="numpy")'
-NJIT_NOGIL = '@njit(cache=True, error_model="numpy", nogil=True)'
+# fastmath "contract" only: a multiply and an add may fuse into one FMA (the math helpers of
+# specc.codegen.cpu_math, inlined, run 20-55% faster with it); NaN, Inf, -0.0 and subnormals keep
+# their meaning.  Never reassoc/nnan/ninf/afn: the helpers' range reductions depend on it.
+NJIT = '@njit(cache=True, error_model="numpy", fastmath={"contract"})'
+NJIT_NOGIL = '@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)'
 NP_DTYPES = {"f32": "np.float32", "f64": "np.float64", "i32": "np.int32"}
 
 # Names generated code uses for itself; a spec value with one of them gets a suffix.

@@ -118,7 +118,7 @@ def _leaky_relu(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
 
 
 def _elu(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
-    return f"({a[0]} if {a[0]} > 0 else {e.lit(q.params.get('alpha', 1.0), _dt(q))} * np.expm1({a[0]}))"
+    return f"({a[0]} if {a[0]} > 0 else {e.lit(q.params.get('alpha', 1.0), _dt(q))} * {e.helper('expm1', _dt(q))}({a[0]}))"
 
 
 SCALAR: dict[str, ScalarRule] = {
@@ -352,16 +352,16 @@ def _check_index(e: Emitter, k: str, n: str, message: str) -> None:
 
 @cpu("bce_logits")
 def bce_logits(e: Emitter, eqn: Eqn) -> None:
-    """mean of max(z, 0) - z*y + log1p(e^-|z|)."""
+    """mean of softplus(z) - z*y (softplus(z) = max(z, 0) + log1p(e^-|z|))."""
     logits, targets = eqn.inputs
     (out,) = eqn.outputs
     z, y, o = e.name(logits), e.name(targets), e.alloc(out)
     total, zv = e.temp("total"), e.temp("z")
-    zero = e.lit(0.0, logits.dtype)
+    softplus = e.helper("softplus", logits.dtype)
     e.lines(f"{total} = 0.0")
     with e.loops(logits.shape) as idx:
         e.lines(f"{zv} = {e.at(z, idx)}")
-        e.lines(f"{total} += max({zv}, {zero}) - {zv} * {e.at(y, idx)} + np.log1p(np.exp(-abs({zv})))")
+        e.lines(f"{total} += {softplus}({zv}) - {zv} * {e.at(y, idx)}")
     e.lines(f"{o}[()] = {total} / {_paren(e.count(logits.shape))}")
 
 

@@ -63,7 +63,7 @@ def tanh_f32(x):
     return t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def wrap_index(i, n):
     """NumPy's rule for an integer index: a negative one counts from the end."""
     if i < 0:
@@ -73,7 +73,7 @@ def wrap_index(i, n):
     return i
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
 def scan_c(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
     """The recurrence of lines 39-44 on rows lo:hi of the batch."""
     nb = hi - lo
@@ -149,7 +149,7 @@ def scan_c(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
                 v18[i0, i1] = v31
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
     # lstm.nn:36 full: init h = zeros([B, H])
     v0 = np.full((B, 64), np.float32(0.0), np.float32)
@@ -226,7 +226,7 @@ def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
     return (v0, v2, v7, h_c, h_h)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def run_part1(y, logits_W, logits_b, T, B, threads, h_h):
 
     # lstm.nn:51 getitem: logits = dense(h[-1], 10)

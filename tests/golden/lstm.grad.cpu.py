@@ -63,7 +63,7 @@ def tanh_f32(x):
     return t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def wrap_index(i, n):
     """NumPy's rule for an integer index: a negative one counts from the end."""
     if i < 0:
@@ -73,7 +73,7 @@ def wrap_index(i, n):
     return i
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def slice_start(start, n, count, step):
     """NumPy's rule for a slice start (step > 0), checked against the length the shape rule gave."""
     if start < 0:
@@ -84,7 +84,7 @@ def slice_start(start, n, count, step):
     return start
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
 def scan_c(T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
     """The recurrence of lines 39-44 on rows lo:hi of the batch."""
     nb = hi - lo
@@ -170,7 +170,7 @@ def scan_c(T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, 
                 v26[i0, i1] = v39
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
 def scan_d_c_carry1(T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, d_h_W_c_g, d_h_W_o_g, d_h_W_i_g, d_h_W_f_g, v53, start, v60, lo_1, hi_1):
     """The recurrence of lines 35-44 on rows lo_1:hi_1 of the batch."""
     nb_1 = hi_1 - lo_1
@@ -269,7 +269,7 @@ def scan_d_c_carry1(T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, d_h_W_c_g, 
         np.dot(v87, v60, d_h_t_1)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
     # lstm.nn:36 full: init h = zeros([B, H])
     v0 = np.full((B, 64), np.float32(0.0), np.float32)
@@ -351,7 +351,7 @@ def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
     return (v0, v2, v7, v8, v9, v10, v11, v12, v13, v14)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, threads, v9, v0, v8):
 
     # lstm.nn:51 getitem: logits = dense(h[-1], 10)
@@ -541,7 +541,7 @@ def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, thread
     return (loss, probs, d_logits_b, d_logits_W, d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g, d_h_W_i_g, d_h_W_o_g, d_h_W_c_g)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def run_part2(T, B, threads, d_h_W_f_g, h_z, d_h_W_i_g, d_h_W_o_g, d_h_W_c_g, loss, probs, d_logits_W, d_logits_b):
     # lstm.nn:39 reshape
     v88 = d_h_W_f_g.reshape((B * T, 64))
