@@ -45,4 +45,24 @@ def matmul_blocks(a, b, out, threads):
         _matmul_rows(a, b, out, blocks)
 
 
-__all__ = ["MIN_PARALLEL_MACS", "matmul_blocks"]
+@njit(cache=True, error_model="numpy", nogil=True)
+def adam_step(p, g, m, v, b1, omb1, b2, omb2, c1, c2, lr, eps):
+    """One Adam step over flat arrays in one pass; returns (new p, new m, new v).
+
+    The same float operations in the same order as :meth:`specc.optim.Optimizer._adam_step`'s
+    NumPy expression (no fastmath, so no FMA contraction): the same bits, without NumPy's
+    ten passes over memory and their temporaries.  Scalars have p's dtype: ``omb1`` = 1 - b1,
+    ``omb2`` = 1 - b2, ``c1`` = 1 - b1^t, ``c2`` = 1 - b2^t.
+    """
+    p2, m2, v2 = np.empty_like(p), np.empty_like(p), np.empty_like(p)
+    for i in range(p.size):
+        gi = g[i]
+        mi = b1 * m[i] + omb1 * gi
+        vi = b2 * v[i] + omb2 * (gi * gi)
+        m2[i] = mi
+        v2[i] = vi
+        p2[i] = p[i] - lr * (mi / c1) / (np.sqrt(vi / c2) + eps)
+    return p2, m2, v2
+
+
+__all__ = ["MIN_PARALLEL_MACS", "adam_step", "matmul_blocks"]
