@@ -37,6 +37,10 @@ What a reader of the generated source can rely on:
   cooperative grid of one block per SM instead, grid-strided loops and
   ``grid.sync()`` in place of the barrier (checked in the simulator, which
   runs one-block grids, and compiled to PTX; not yet run on a GPU).
+* the entry allocates only what it returns (``cuda.device_array``); every
+  temporary comes from ``scratch(slot, shape, dtype)``, device memory kept
+  in the module for the next call (one call at a time per module: the
+  runtime holds a lock);
 * float reductions accumulate in float64 as on the CPU; ``gemm`` accumulates
   in the array's dtype, like BLAS.
 * kernels never raise: an out-of-range class id or index is not detected on
@@ -69,7 +73,7 @@ DEVICE_JIT = "@cuda.jit(device=True, cache=True)"
 # Names the generated code uses for itself (the CPU emitter reserves the rest).
 CUDA_RESERVED = {
     "cuda", "math", "numba", "grid", "tid", "nthreads", "flat", "THREADS", "SCAN_THREADS", "TILE", "MAX_BLOCKS",
-    "SIMULATED", "SCAN_BLOCKS", "persistent", "grid_for", "gemm_grid", "cdiv",
+    "SIMULATED", "SCAN_BLOCKS", "persistent", "scratch", "_SCRATCH", "grid_for", "gemm_grid", "cdiv",
 }
 
 GRID_PRELUDE = """
@@ -103,6 +107,18 @@ persistent = cuda.jit(cache=True) if SIMULATED else cuda.jit(cache=True, launch_
 
 def cdiv(a, b):
     return (a + b - 1) // b
+
+
+_SCRATCH = {}
+
+
+def scratch(slot, shape, dtype):
+    """The device array of a temporary, kept for the next call with the same shape: kernels run in order
+    on one stream, so the next call's kernels touch it only after this call's are done."""
+    key = (slot, shape)
+    if key not in _SCRATCH:
+        _SCRATCH[key] = cuda.device_array(shape, dtype)
+    return _SCRATCH[key]
 
 
 def grid_for(n):
@@ -150,6 +166,8 @@ class CudaEmitter(Emitter):
         self.kernels: list[str] = []  # sources, in launch order
         self._eqn: Eqn | None = None
         self._n_kernels = 0
+        self.escaping: set[int] = set()  # values the entry returns, or that a returned reshape views
+        self._slots = 0
 
     # -- storage ----------------------------------------------------------------------------------
     @staticmethod
@@ -166,8 +184,11 @@ class CudaEmitter(Emitter):
         row = self.dest.pop(v.uid, None)
         if row is not None:
             self.lines(f"{name} = {row}")
-        else:
+        elif v.uid in self.escaping:  # returned to the caller: a new array every call
             self.host(f"{name} = cuda.device_array({self.dev_shape(v.shape)}, {self.np_dtype(v.dtype)})")
+        else:  # a temporary: the same device memory every call (no allocation per step)
+            self.host(f"{name} = scratch({self._slots}, {self.dev_shape(v.shape)}, {self.np_dtype(v.dtype)})")
+            self._slots += 1
         if fill is not None:
             with self.phase(f"fill_{name}"):
                 with self.parallel(v.shape) as idx:
@@ -328,6 +349,15 @@ class CudaEmitter(Emitter):
             self._eqn = outer
 
 
+def escaping(graph: Graph) -> set[int]:
+    """The graph's outputs and the arrays they are reshaped views of (top level: scan bodies never escape)."""
+    out = {v.uid for v in graph.outputs}
+    for eqn in reversed(graph.eqns):
+        if eqn.op == "reshape" and eqn.outputs[0].uid in out:
+            out.add(eqn.inputs[0].uid)
+    return out
+
+
 def _paren(expr: str) -> str:
     return expr if re.fullmatch(r"[\w.]+", expr) else f"({expr})"
 
@@ -360,6 +390,7 @@ class CudaGenerator:
         args = [e.define(v) for v in lifted.inputs]
         dim_args = [e.dim_names[s] for s in dims]
         e.host_args = args + dim_args
+        e.escaping = escaping(lifted)
         e.emit_graph(lifted)
         results = [e.name(v) for v in lifted.outputs]
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -77,6 +78,7 @@ class CudaCompiledGraph:
     module: Any  # GeneratedModule
     path: Any  # the cache file holding the source
     entry: Any
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the module's scratch arrays
 
     @property
     def source(self) -> str:
@@ -93,7 +95,8 @@ class CudaCompiledGraph:
             raise InputError(f"the size of dim {missing[0]} is not given", hint="pass it in dims")
         arrays = [self.to_device(cuda, a, v, sizes) for a, v in zip(args, self.graph.inputs)]
         draws = [self.to_device(cuda, d.sample(sizes, seed, training), d.value, sizes) for d in self.module.draws]
-        outs = self.entry(*arrays, *draws, *(int(sizes[s]) for s in self.module.dims))
+        with self._lock:
+            outs = self.entry(*arrays, *draws, *(int(sizes[s]) for s in self.module.dims))
         if device:
             return list(outs)
         return [_to_host(o, v, sizes) for o, v in zip(outs, self.graph.outputs)]
