@@ -78,7 +78,7 @@ class CudaCompiledGraph:
     module: Any  # GeneratedModule
     path: Any  # the cache file holding the source
     entry: Any
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the module's scratch arrays
+    _lock: Any = field(default_factory=threading.Lock, repr=False)  # the module's: it guards its scratch arrays
 
     @property
     def source(self) -> str:
@@ -131,7 +131,12 @@ def compile_cuda_graph(graph: Graph, module: Any, load: Any) -> CudaCompiledGrap
     """Load a generated CUDA module (``load(module)`` -> (module object, path)) after checking numba-cuda runs."""
     require_cuda()
     mod, path = load(module)
-    return CudaCompiledGraph(graph, module, path, getattr(mod, module.entry))
+    with _MODULE_LOCK:
+        lock = mod.__dict__.setdefault("_CALL_LOCK", threading.Lock())  # one per module, however many graphs
+    return CudaCompiledGraph(graph, module, path, getattr(mod, module.entry), lock)
+
+
+_MODULE_LOCK = threading.Lock()
 
 
 __all__ = ["CudaCompiledGraph", "cache_tag", "compile_cuda_graph", "is_device_array", "require_cuda"]
