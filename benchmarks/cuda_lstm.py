@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 SHAPES = [(50, 32, 64, 256), (100, 16, 128, 128), (20, 64, 256, 512), (200, 1, 32, 64)]
 TINY = [(3, 2, 4, 5)]
@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def specc_step(T: int, B: int, D: int, H: int, cuda: Any, seed: int = 0):
     """A function running one specc training step on device arrays, and its loss on the host."""
-    import specc
     from rnn import spec_text
+
+    import specc
 
     model = specc.compile(spec_text("lstm", D, H), target="cuda", dtype="float32")
     params = model.init_params(seed)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         ms = statistics.median(ours) * 1e3
         tms = statistics.median(theirs) * 1e3 if theirs else float("nan")
         ratio = ms / tms if theirs else float("nan")
-        print(f"{str((T, B, D, H)):<22} {ms:>10.3f} {tms:>10.3f} {ratio:>7.2f}  {agree}{where}")
+        print(f"{(T, B, D, H)!s:<22} {ms:>10.3f} {tms:>10.3f} {ratio:>7.2f}  {agree}{where}")
         results.append(row)
     if args.json:
         with open(args.json, "w") as f:

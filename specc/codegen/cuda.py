@@ -53,9 +53,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 from ..dims import Shape
 from ..ir import Eqn, Graph, Value
@@ -190,9 +190,8 @@ class CudaEmitter(Emitter):
             self.host(f"{name} = scratch({self._slots}, {self.dev_shape(v.shape)}, {self.np_dtype(v.dtype)})")
             self._slots += 1
         if fill is not None:
-            with self.phase(f"fill_{name}"):
-                with self.parallel(v.shape) as idx:
-                    self.lines(f"{self.at(name, idx)} = {self.lit(fill, v.dtype)}")
+            with self.phase(f"fill_{name}"), self.parallel(v.shape) as idx:
+                self.lines(f"{self.at(name, idx)} = {self.lit(fill, v.dtype)}")
         return name
 
     def row(self, array: str, t: str, rank: int) -> str:
@@ -251,7 +250,7 @@ class CudaEmitter(Emitter):
     def _params(self, body: str) -> list[str]:
         """The host names a kernel body reads (arrays, dims, index setup), in order of first use."""
         code = "\n".join(line.split("#", 1)[0] for line in body.splitlines())
-        known = set(self.host_args) | set(re.findall(r"^\s*([A-Za-z_]\w*) = ", self.host.render(), re.M))
+        known = set(self.host_args) | set(re.findall(r"^\s*([A-Za-z_]\w*) = ", self.host.render(), re.MULTILINE))
         seen: dict[str, None] = {}
         for word in re.findall(r"(?<![\w.])[A-Za-z_]\w*", code):  # not attributes (threadIdx.x)
             if word in known:
@@ -307,9 +306,8 @@ class CudaEmitter(Emitter):
 
     def copy(self, dst: str, lead: Sequence[str], src: Value) -> None:
         """``dst[*lead, ...] = src``, the elements shared among the threads."""
-        with self.phase(f"copy_{dst}"):
-            with self.parallel(src.shape) as idx:
-                self.lines(f"{self.at(dst, [*lead, *idx])} = {self.element(src, idx, src.shape)}")
+        with self.phase(f"copy_{dst}"), self.parallel(src.shape) as idx:
+            self.lines(f"{self.at(dst, [*lead, *idx])} = {self.element(src, idx, src.shape)}")
 
     # -- helpers -----------------------------------------------------------------------------------
     def helper(self, kind: str, dtype: str | None = None) -> str:
@@ -436,6 +434,6 @@ class CudaGenerator:
 
 GENERATORS[TARGET] = CudaGenerator
 
-from . import cuda_rules  # noqa: E402,F401  (registers the CUDA lowering rules)
+from . import cuda_rules  # noqa: F401  (registers the CUDA lowering rules)
 
 __all__ = ["CudaEmitter", "CudaGenerator"]

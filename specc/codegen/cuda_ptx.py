@@ -19,9 +19,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def check_module(path: Path, args: Sequence[tuple[str, Sequence[int]]], dims: Se
     mod.cuda = _fake_cuda(real)
     try:
         arrays = [np.zeros(tuple(shape) or (1,), NUMPY_DTYPES[dt]) for dt, shape in args]
-        getattr(mod, "run")(*arrays, *dims)
+        mod.run(*arrays, *dims)
     finally:
         mod.cuda = real
         for name, k in kernels.items():

@@ -17,8 +17,8 @@ The window arithmetic of convolutions and pools, and getitem's index maps, are t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from typing import Callable, Sequence
 
 from ..dims import Dim
 from ..ir import Eqn, Value
@@ -337,9 +337,8 @@ def _paren(expr: str) -> str:
 # ---- softmax family and losses -------------------------------------------------------------------
 def _row_max(e: CudaEmitter, m: str, n: str, load: str) -> None:
     e.lines(f"{m} = -np.inf")
-    with e.lines.block(f"for j0 in range({n}):"):
-        with e.lines.block(f"if {load} > {m}:"):
-            e.lines(f"{m} = {load}")
+    with e.lines.block(f"for j0 in range({n}):"), e.lines.block(f"if {load} > {m}:"):
+        e.lines(f"{m} = {load}")
 
 
 def _row_logsumexp(e: CudaEmitter, lse: str, m: str, s: str, n: str, load: str) -> None:
@@ -416,7 +415,7 @@ def bce_logits(e: CudaEmitter, eqn: Eqn) -> None:
 # k0, ... the taps of a window; u0, ... input positions.
 @cuda_rule("conv")
 def conv(e: CudaEmitter, eqn: Eqn) -> None:
-    """One thread per output element: out[b, o, p] = sum over c and k of x[b, c, p*stride + k*dil - pad] * w[o, c, k]."""
+    """One thread per output element: out[b, o, p] = sum over c, k of x[b, c, p*stride + k*dil - pad] * w[o, c, k]."""
     x, w = eqn.inputs
     (out,) = eqn.outputs
     xs, ws, o = e.name(x), e.name(w), e.alloc(out)
@@ -438,12 +437,11 @@ def conv_grad_input(e: CudaEmitter, eqn: Eqn) -> None:
     (out,) = eqn.outputs
     ds, ws, o = e.name(dy), e.name(w), e.alloc(out, fill=0.0)
     kernel = [e.dim(d) for d in w.shape[2:]]
-    with e.phase("conv_grad_input"), e.parallel(dy.shape) as oi:
-        with ExitStack() as stack:
-            stack.enter_context(e.lines.block(f"for j0 in range({e.dim(w.shape[1])}):"))
-            us = _window(e, stack, out, kernel, eqn.params, eqn.params["dilation"])
-            e.lines(f"cuda.atomic.add({o}, ({', '.join(['i0', 'j0', *us])}), "
-                    f"{e.at(ds, oi)} * {e.at(ws, ['i1', 'j0', *_taps(kernel)])})")
+    with e.phase("conv_grad_input"), e.parallel(dy.shape) as oi, ExitStack() as stack:
+        stack.enter_context(e.lines.block(f"for j0 in range({e.dim(w.shape[1])}):"))
+        us = _window(e, stack, out, kernel, eqn.params, eqn.params["dilation"])
+        e.lines(f"cuda.atomic.add({o}, ({', '.join(['i0', 'j0', *us])}), "
+                f"{e.at(ds, oi)} * {e.at(ws, ['i1', 'j0', *_taps(kernel)])})")
 
 
 @cuda_rule("conv_grad_weight")
@@ -521,10 +519,9 @@ def avg_pool_grad(e: CudaEmitter, eqn: Eqn) -> None:
     (dy,), (out,) = eqn.inputs, eqn.outputs
     p = eqn.params
     ds, o = e.name(dy), e.alloc(out, fill=0.0)
-    with e.phase("avg_pool_grad"), e.parallel(dy.shape) as oi:
-        with ExitStack() as stack:
-            us = _window(e, stack, out, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
-            e.lines(f"cuda.atomic.add({o}, ({', '.join(['i0', 'i1', *us])}), {e.at(ds, oi)} / {_pool_size(p)})")
+    with e.phase("avg_pool_grad"), e.parallel(dy.shape) as oi, ExitStack() as stack:
+        us = _window(e, stack, out, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+        e.lines(f"cuda.atomic.add({o}, ({', '.join(['i0', 'i1', *us])}), {e.at(ds, oi)} / {_pool_size(p)})")
 
 
 # ---- lookup, indexing, layout ----------------------------------------------------------------------

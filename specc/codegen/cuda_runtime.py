@@ -21,8 +21,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def require_cuda() -> Any:
         from numba import cuda
 
         available = cuda.is_available()
-    except Exception as e:  # a broken driver or toolkit install: say what it was
+    except Exception as e:  # noqa: BLE001  (a broken driver or toolkit install: say what it was)
         raise SpeccError(f"target 'cuda': numba-cuda cannot start: {e}".strip(),
                          hint="use --target cpu, or NUMBA_ENABLE_CUDASIM=1 to run in the simulator") from None
     if not available:
