@@ -62,9 +62,14 @@ def configure_torch(n: int) -> Any:
 
 
 def have(module: str) -> bool:
-    import importlib.util
+    """Whether ``module`` imports (call after :func:`set_threads`: it is imported here)."""
+    import importlib
 
-    return importlib.util.find_spec(module) is not None
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 # ---- timing --------------------------------------------------------------------------------
@@ -226,7 +231,7 @@ def comparison_rows(measurements: Sequence[Measurement]) -> list[Row]:
                 verdict = "PASS" if ratio <= target else "MISS"
             rows.append(Row(f"{family} {mode}", shape, specc.ms, peer.impl, peer.ms, ratio, specc.gflops,
                             peer.gflops, target, verdict, specc.load_average,
-                            max((x for x in (specc.spread, peer.spread) if x is not None), default=None)))
+                            max(specc.spread, peer.spread) if ratio is not None else None))
     return rows
 
 
@@ -323,7 +328,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "versions": {},
     }
     for mod in ("specc", "numpy", "numba", "scipy", "torch", "jax", "jaxlib"):
-        if mod in sys.modules or have(mod):
+        if mod in sys.modules or (mod not in ("torch", "jax", "jaxlib") and have(mod)):
             try:
                 info["versions"][mod] = __import__(mod).__version__
             except Exception as e:  # noqa: BLE001 (a broken install is reported, not fatal)
