@@ -39,6 +39,10 @@ EPILOG = {
             "  specc emit specs/lstm.nn --optimized -o kernels/   # writes kernels/classify.py\n"
             "  specc emit specs/mlp.nn --backward",
     "cache": "examples:\n  specc cache info\n  SPECC_CACHE_DIR=/tmp/k specc cache clear",
+    "bench": "examples:\n  specc bench specs/lstm.nn --dim T=50 --dim B=32\n"
+             "  SPECC_NUM_THREADS=1 specc bench specs/gru.nn --dim B=256 --repeats 50 --json\n"
+             "  specc bench specs/lstm.nn --target cuda     # on a GPU\n"
+             "(the peers, PyTorch and JAX, side by side: python benchmarks/suite.py)",
 }
 
 
@@ -91,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     run.add_argument("--target", choices=TARGET_CHOICES, default=None,
                      help="where to run: interp, cpu or cuda; default $SPECC_TARGET or cpu")
+    bench = command("bench", "time the compiled forward pass and training step of a spec on random inputs")
+    bench.add_argument("--dim", action="append", default=[], metavar="NAME=N",
+                       help="size of a symbolic dim (repeatable; default 32 each)")
+    bench.add_argument("--repeats", type=int, default=20, help="timed calls after warm-up (default 20)")
+    bench.add_argument("--seed", type=int, default=0, help="seed for parameters and inputs")
+    bench.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    bench.add_argument("--target", choices=TARGET_CHOICES, default=None,
+                       help="where to run: cpu, cuda or interp; default $SPECC_TARGET or cpu")
     add_train_commands(command)
     add_codegen_commands(sub, command)
     return p
@@ -481,9 +493,62 @@ def cmd_cache(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """First call (compile, or load from the cache) and median time of forward and training step."""
+    import json
+    import statistics
+    import time
+
+    from .runtime import kernel_threads
+
+    if args.repeats < 1:
+        raise ValueError("--repeats must be at least 1")
+    model = _compile(args)
+    free = _free_dims(model)
+    asked = _parse_dims(args.dim)
+    unknown = sorted(set(asked) - free)
+    if unknown:
+        raise ValueError(f"--dim {unknown[0]}: model {model.name} has no free dim of that name "
+                         f"(its inputs' dims: {', '.join(sorted(free)) or 'none'})")
+    dims = {s: 32 for s in free} | asked
+    arrays, bound = model.bind_inputs(random_inputs(model, dims, args.seed))
+    params = model.init_params(args.seed)
+    calls = {"forward": lambda: model.forward(params, **arrays),
+             "train step": lambda: model.value_and_grad(params, **arrays)}
+    sizes = ", ".join(f"{k}={v}" for k, v in sorted(bound.items()))
+    print(f"{model.name} on {model.target} ({model.dtype}, {sizes}, {kernel_threads()} threads), "
+          f"median of {args.repeats} after 3 warm-up calls")
+    print(f"  {'':<12} {'first call':>11} {'median':>10} {'min':>10}")
+    rows = {}
+    for name, call in calls.items():
+        t = time.perf_counter()
+        call()
+        first = time.perf_counter() - t
+        for _ in range(3):
+            call()
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t)
+        med, low = statistics.median(times), min(times)
+        rows[name] = {"first_call_s": first, "median_ms": med * 1e3, "min_ms": low * 1e3}
+        print(f"  {name:<12} {first:>9.2f} s {med * 1e3:>7.3f} ms {low * 1e3:>7.3f} ms")
+    if args.json:
+        print(json.dumps({"model": model.name, "target": model.target, "dtype": model.dtype, "dims": bound,
+                          "threads": kernel_threads(), "repeats": args.repeats, **rows}))
+    return 0
+
+
+def _free_dims(model) -> set[str]:
+    """The symbolic dims of the inputs that the spec leaves free."""
+    fixed = set(model.program.dims)
+    return {s for info in model.program.inputs for d in info.value.shape for s in d.symbols} - fixed
+
+
 COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run, "gradcheck": cmd_gradcheck,
             "train": cmd_train, "eval": cmd_eval}
-COMMANDS.update({"emit": cmd_emit, "cache": cmd_cache})
+COMMANDS.update({"emit": cmd_emit, "cache": cmd_cache, "bench": cmd_bench})
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -96,7 +96,7 @@ def test_run_with_data_file_checks_shapes(spec, tmp_path, capsys):
 
 
 def test_help_has_examples(capsys):
-    for cmd in ("check", "ir", "run"):
+    for cmd in ("check", "ir", "run", "bench"):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0
@@ -146,3 +146,24 @@ def test_labels_out_of_range_are_an_input_error(spec):
         m.forward(m.init_params(0), x=x, y=np.array([1, 10]))
     with pytest.raises(InputError, match="class id -1"):
         m.value_and_grad(m.init_params(0), x=x, y=np.array([-1, 0]))
+
+
+def test_bench_times_forward_and_training_step(spec, capsys):
+    path = spec(GOOD)
+    assert main(["bench", path, "--dim", "T=5", "--dim", "B=4", "--repeats", "2", "--json", "--target", "interp"]) == 0
+    out = capsys.readouterr().out
+    assert "classify on interp (float32, B=4, T=5" in out and "forward" in out and "train step" in out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["dims"] == {"B": 4, "T": 5} and summary["repeats"] == 2
+    for kind in ("forward", "train step"):
+        assert 0 < summary[kind]["min_ms"] <= summary[kind]["median_ms"] and summary[kind]["first_call_s"] > 0
+
+
+def test_bench_rejects_an_unknown_dim_and_no_repeats(spec, capsys):
+    path = spec(GOOD)
+    assert main(["bench", path, "--dim", "X=3", "--target", "interp"]) == 1
+    err = capsys.readouterr().err
+    assert "--dim X: model classify has no free dim of that name (its inputs' dims: B, T)" in err
+    assert "Traceback" not in err
+    assert main(["bench", path, "--repeats", "0", "--target", "interp"]) == 1
+    assert "--repeats must be at least 1" in capsys.readouterr().err
