@@ -98,6 +98,10 @@ model layout(s: f64[B, 2, L], ids: i32[B, 3]) {
   output rs = reshape(s, [B, -1])
   output cat = concat(s, s[:, :1], axis=1)
   output picked = ids[:, 1:] * 2
+  output lead_sum = sum(s, axis=[0, 1], keepdims=true)   # reductions that keep the last axis
+  output lead_mean = mean(s, axis=0)
+  output lead_max = max(s, axis=[0, 1])
+  output lead_imax = max(ids, axis=0, keepdims=true)
   mv = V[1] @ s[0, 1, :4]
   vm = s[0, 0, :3] @ V[1]
   vv = s[0, 0, :3] @ s[0, 1, :3]

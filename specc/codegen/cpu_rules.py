@@ -247,32 +247,66 @@ def _view(e: Emitter, array: str, shape: str) -> str:
 # ---- reductions ---------------------------------------------------------------------------
 @cpu("sum", "mean", "max")
 def reduce(e: Emitter, eqn: Eqn) -> None:
-    """Kept axes outside, reduced axes inside, one accumulator (float64 for floats) per output element."""
+    """One accumulator (float64 for floats) per output element.
+
+    Reduced axes inside kept ones when the last axis is reduced (each accumulator then reads
+    contiguous memory); otherwise (the bias gradient's sum over [T, B] of [T, B, H]) the input
+    is read in its own order into an array of accumulators: reading a column per accumulator
+    was 15-30x slower ([50, 32, 256]: 0.52 ms against 0.035 ms).
+    """
     (x,), (out,) = eqn.inputs, eqn.outputs
     axes, keep = set(eqn.params["axes"]), eqn.params["keepdims"]
     src, o = e.name(x), e.alloc(out)
     kept = [ax for ax in range(x.type.rank) if ax not in axes]
     reduced = [ax for ax in range(x.type.rank) if ax in axes]
+    if reduced and kept and kept[-1] == x.type.rank - 1:
+        _reduce_in_order(e, eqn, src, o, kept, reduced)
+        return
     acc = e.temp("acc")
     with e.loops([x.shape[ax] for ax in kept], "i") as oi:
         ri = e.index_names(len(reduced), "j")
         where = {ax: i for ax, i in zip(kept, oi)} | {ax: j for ax, j in zip(reduced, ri)}
         load = e.at(src, [where[ax] for ax in range(x.type.rank)])
         dst = e.at(o, [where[ax] if ax in kept else "0" for ax in range(x.type.rank)] if keep else oi)
-        if eqn.op == "max":
-            e.lines(f"{acc} = {'-np.inf' if x.type.is_float else '-2147483648'}")
-        else:
-            e.lines(f"{acc} = 0.0")
+        e.lines(f"{acc} = {_reduce_start(eqn, x)}")
         with e.loops([x.shape[ax] for ax in reduced], "j"):
-            if eqn.op == "max":
-                with e.lines.block(f"if {load} > {acc}:"):
-                    e.lines(f"{acc} = {load}")
-            else:
-                e.lines(f"{acc} += {load}")
-        if eqn.op == "mean":
-            e.lines(f"{dst} = {acc} / {_paren(e.count([x.shape[ax] for ax in reduced]))}")
-        else:
-            e.lines(f"{dst} = {acc}")
+            _accumulate(e, eqn, acc, load)
+        _reduce_result(e, eqn, dst, acc, x, reduced)
+
+
+def _reduce_in_order(e: Emitter, eqn: Eqn, src: str, o: str, kept: list[int], reduced: list[int]) -> None:
+    x = eqn.inputs[0]
+    kept_shape = [x.shape[ax] for ax in kept]
+    acc = e.temp("acc")
+    dtype = "np.float64" if eqn.op != "max" or x.type.is_float else "np.int64"
+    e.lines(f"{acc} = np.full({e.shape(kept_shape)}, {_reduce_start(eqn, x)}, {dtype})")
+    with e.loops(x.shape, "j") as idx:
+        _accumulate(e, eqn, e.at(acc, [idx[ax] for ax in kept]), e.at(src, idx))
+    with e.loops(kept_shape, "i") as oi:
+        at = dict(zip(kept, oi))
+        dst = e.at(o, [at.get(ax, "0") for ax in range(x.type.rank)] if eqn.params["keepdims"] else oi)
+        _reduce_result(e, eqn, dst, e.at(acc, oi), x, reduced)
+
+
+def _reduce_start(eqn: Eqn, x: Value) -> str:
+    if eqn.op == "max":
+        return "-np.inf" if x.type.is_float else "-2147483648"
+    return "0.0"
+
+
+def _accumulate(e: Emitter, eqn: Eqn, acc: str, load: str) -> None:
+    if eqn.op == "max":
+        with e.lines.block(f"if {load} > {acc}:"):
+            e.lines(f"{acc} = {load}")
+    else:
+        e.lines(f"{acc} += {load}")
+
+
+def _reduce_result(e: Emitter, eqn: Eqn, dst: str, acc: str, x: Value, reduced: list[int]) -> None:
+    if eqn.op == "mean":
+        e.lines(f"{dst} = {acc} / {_paren(e.count([x.shape[ax] for ax in reduced]))}")
+    else:
+        e.lines(f"{dst} = {acc}")
 
 
 def _paren(expr: str) -> str:

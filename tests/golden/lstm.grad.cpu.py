@@ -428,11 +428,12 @@ def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, thread
 
     # std.nn:11 sum: return x @ W + b
     v48 = np.empty((1, 10), np.float32)
+    acc = np.full((10,), 0.0, np.float64)
+    for j0 in range(B):
+        for j1 in range(10):
+            acc[j1] += d_logits[j0, j1]
     for i0 in range(10):
-        acc = 0.0
-        for j0 in range(B):
-            acc += d_logits[j0, i0]
-        v48[0, i0] = acc
+        v48[0, i0] = acc[i0]
     # std.nn:11 reshape
     d_logits_b = v48.reshape((10,))
     # std.nn:11 transpose
@@ -554,34 +555,37 @@ def run_part2(T, B, threads, d_h_W_f_g, h_z, d_h_W_i_g, d_h_W_o_g, d_h_W_c_g, lo
             v90[i0, i1] = v89[i1, i0]
     # lstm.nn:39 sum
     v91 = np.empty((64,), np.float32)
+    acc_1 = np.full((64,), 0.0, np.float64)
+    for j0 in range(T):
+        for j1 in range(B):
+            for j2 in range(64):
+                acc_1[j2] += d_h_W_f_g[j0, j1, j2]
     for i0 in range(64):
-        acc_1 = 0.0
-        for j0 in range(T):
-            for j1 in range(B):
-                acc_1 += d_h_W_f_g[j0, j1, i0]
-        v91[i0] = acc_1
+        v91[i0] = acc_1[i0]
 
     # lstm.nn:40 reshape: i = sigmoid(z @ W_i + b_i)
     v92 = d_h_W_i_g.reshape((B * T, 64))
     # lstm.nn:40 sum
     v93 = np.empty((64,), np.float32)
+    acc_2 = np.full((64,), 0.0, np.float64)
+    for j0 in range(T):
+        for j1 in range(B):
+            for j2 in range(64):
+                acc_2[j2] += d_h_W_i_g[j0, j1, j2]
     for i0 in range(64):
-        acc_2 = 0.0
-        for j0 in range(T):
-            for j1 in range(B):
-                acc_2 += d_h_W_i_g[j0, j1, i0]
-        v93[i0] = acc_2
+        v93[i0] = acc_2[i0]
 
     # lstm.nn:41 reshape: o = sigmoid(z @ W_o + b_o)
     v94 = d_h_W_o_g.reshape((B * T, 64))
     # lstm.nn:41 sum
     v95 = np.empty((64,), np.float32)
+    acc_3 = np.full((64,), 0.0, np.float64)
+    for j0 in range(T):
+        for j1 in range(B):
+            for j2 in range(64):
+                acc_3[j2] += d_h_W_o_g[j0, j1, j2]
     for i0 in range(64):
-        acc_3 = 0.0
-        for j0 in range(T):
-            for j1 in range(B):
-                acc_3 += d_h_W_o_g[j0, j1, i0]
-        v95[i0] = acc_3
+        v95[i0] = acc_3[i0]
 
     # lstm.nn:42 reshape: g = tanh(z @ W_c + b_c)
     v96 = d_h_W_c_g.reshape((B * T, 64))
@@ -628,12 +632,13 @@ def run_part2(T, B, threads, d_h_W_f_g, h_z, d_h_W_i_g, d_h_W_o_g, d_h_W_c_g, lo
             v102[i0, i1] = v98[i0, 192 + i1]
     # lstm.nn:42 sum
     v103 = np.empty((64,), np.float32)
+    acc_4 = np.full((64,), 0.0, np.float64)
+    for j0 in range(T):
+        for j1 in range(B):
+            for j2 in range(64):
+                acc_4[j2] += d_h_W_c_g[j0, j1, j2]
     for i0 in range(64):
-        acc_4 = 0.0
-        for j0 in range(T):
-            for j1 in range(B):
-                acc_4 += d_h_W_c_g[j0, j1, i0]
-        v103[i0] = acc_4
+        v103[i0] = acc_4[i0]
 
     return (loss, probs, v99, v100, v101, v102, v91, v93, v95, v103, d_logits_W, d_logits_b)
 
