@@ -273,6 +273,15 @@ class Emitter:
                 stack.enter_context(self.lines.block(f"for {name} in range({self.dim(d)}):"))
             yield idx
 
+    @contextmanager
+    def phase(self, title: str) -> Iterator[None]:
+        """Code that needs every earlier write done: on the CPU, code runs in order (see loop_rules)."""
+        yield
+
+    def parallel(self, shape: Shape):
+        """The independent elements of ``shape``: on the CPU, a loop nest (see loop_rules)."""
+        return self.loops(shape)
+
     @staticmethod
     def at(array: str, idx: Sequence[str]) -> str:
         return f"{array}[{', '.join(idx)}]" if idx else f"{array}[()]"

@@ -625,20 +625,6 @@ def take_grad(e: Emitter, eqn: Eqn) -> None:
             e.lines(f"{e.at(o, [k, *ji])} += {e.at(d, [*oi, *ji])}")
 
 
-@cpu("one_hot")
-def one_hot(e: Emitter, eqn: Eqn) -> None:
-    """out[..., j] = 1 where labels[...] == j, else 0 (a label outside [0, n) gives a row of zeros)."""
-    (labels,), (out,) = eqn.inputs, eqn.outputs
-    y, o = e.name(labels), e.alloc(out)
-    n = e.dim(out.shape[-1])
-    k = e.temp("label")
-    one, zero = e.lit(1.0, out.dtype), e.lit(0.0, out.dtype)
-    with e.loops(labels.shape) as oi:
-        e.lines(f"{k} = {e.at(y, oi)}")
-        with e.lines.block(f"for j0 in range({n}):"):
-            e.lines(f"{e.at(o, [*oi, 'j0'])} = {one} if {k} == j0 else {zero}")
-
-
 def _index_map(e: Emitter, x: Value, index, part: Value) -> Callable[[Sequence[str]], list[str]]:
     """For ``part = x[index]``: a function from an index of ``part`` to the index of ``x`` it reads.
 
@@ -676,79 +662,12 @@ def _index_map(e: Emitter, x: Value, index, part: Value) -> Callable[[Sequence[s
     return lambda idx: [t.format(*idx) for t in templates]
 
 
-@cpu("getitem")
-def getitem(e: Emitter, eqn: Eqn) -> None:
-    """A view read in place by the loops that use it, else a copy of the selected elements."""
-    (x,), (out,) = eqn.inputs, eqn.outputs
-    index_map = _index_map(e, x, eqn.params["index"], out)
-    if out.uid not in e.materialize:
-        e.views[out.uid] = (x, index_map)
-        _comment_view(e, out)
-        return
-    o = e.alloc(out)
-    with e.loops(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
-
-
-def _comment_view(e: Emitter, v: Value) -> None:
-    idx = e.index_names(v.type.rank)
-    e.lines.comment(f"{e.at(e.define_view(v), idx)} is {e.load(v, idx)}, read in place (no copy)")
-
-
-@cpu("getitem_grad")
-def getitem_grad(e: Emitter, eqn: Eqn) -> None:
-    """Zeros of the indexed tensor's shape, the cotangent copied in at the index."""
-    (dy,), (out,) = eqn.inputs, eqn.outputs
-    src = e.name(dy)
-    index_map = _index_map(e, out, eqn.params["index"], dy)
-    o = e.alloc(out, fill=0.0)
-    with e.loops(dy.shape) as oi:
-        e.lines(f"{e.at(o, index_map(oi))} = {e.at(src, oi)}")
-
-
 @cpu("reshape")
 def reshape(e: Emitter, eqn: Eqn) -> None:
     """A view: the same elements (every array here is C-contiguous)."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     src = e.name(x)
     e.lines(f"{e.define(out)} = {src}.reshape({e.shape(out.shape)})")
-
-
-@cpu("transpose")
-def transpose(e: Emitter, eqn: Eqn) -> None:
-    """out[i0, i1, ...] = x[...] with the input's axis perm[k] read at i_k: in place, or a copy."""
-    (x,), (out,) = eqn.inputs, eqn.outputs
-    perm = eqn.params["perm"]
-
-    def index_map(idx: Sequence[str]) -> list[str]:
-        where = [""] * len(perm)
-        for k, ax in enumerate(perm):
-            where[ax] = idx[k]
-        return where
-
-    if out.uid not in e.materialize:
-        e.views[out.uid] = (x, index_map)
-        _comment_view(e, out)
-        return
-    o = e.alloc(out)
-    with e.loops(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
-
-
-@cpu("concat")
-def concat(e: Emitter, eqn: Eqn) -> None:
-    """One copy loop per part, at its offset along the axis."""
-    (out,) = eqn.outputs
-    axis = eqn.params["axis"] % out.type.rank
-    o = e.alloc(out)
-    offset = Dim.const(0)
-    for part in eqn.inputs:
-        with e.loops(part.shape) as idx:
-            at = list(idx)
-            if offset != Dim.const(0):
-                at[axis] = f"{e.dim_atom(offset)} + {idx[axis]}"
-            e.lines(f"{e.at(o, at)} = {e.element(part, idx, part.shape)}")
-        offset = offset + part.shape[axis]
 
 
 # ---- recurrences ---------------------------------------------------------------------------------
@@ -870,3 +789,6 @@ def lifted_random(e: Emitter, eqn: Eqn) -> None:
 
 
 cpu(*(name for name, op in REGISTRY.items() if op.random))(lifted_random)
+
+
+from . import loop_rules  # noqa: E402,F401  (rules shared with the CUDA generator, registered for both)

@@ -557,88 +557,12 @@ def take_grad(e: CudaEmitter, eqn: Eqn) -> None:
         e.lines(f"cuda.atomic.add({o}, ({', '.join([k, *di[lead:]])},), {e.at(d, di)})")
 
 
-@cuda_rule("one_hot")
-def one_hot(e: CudaEmitter, eqn: Eqn) -> None:
-    """out[..., j] = 1 where labels[...] == j, else 0."""
-    (labels,), (out,) = eqn.inputs, eqn.outputs
-    y, o = e.name(labels), e.alloc(out)
-    one, zero = e.lit(1.0, out.dtype), e.lit(0.0, out.dtype)
-    with e.phase("one_hot"), e.parallel(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {one} if {e.at(y, oi[:-1])} == {oi[-1]} else {zero}")
-
-
-@cuda_rule("getitem")
-def getitem(e: CudaEmitter, eqn: Eqn) -> None:
-    """A view read in place by the code that uses it, else a copy of the selected elements."""
-    (x,), (out,) = eqn.inputs, eqn.outputs
-    index_map = _index_map(e, x, eqn.params["index"], out)
-    if out.uid not in e.materialize:
-        e.views[out.uid] = (x, index_map)
-        idx = e.index_names(out.type.rank)
-        e.lines.comment(f"{e.at(e.define_view(out), idx)} is {e.load(out, idx)}, read in place (no copy)")
-        return
-    o = e.alloc(out)
-    with e.phase("getitem"), e.parallel(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
-
-
-@cuda_rule("getitem_grad")
-def getitem_grad(e: CudaEmitter, eqn: Eqn) -> None:
-    """Zeros of the indexed tensor's shape, then the cotangent copied in at the index."""
-    (dy,), (out,) = eqn.inputs, eqn.outputs
-    src = e.name(dy)
-    o = e.alloc(out, fill=0.0)
-    with e.phase("getitem_grad"):
-        index_map = _index_map(e, out, eqn.params["index"], dy)
-        with e.parallel(dy.shape) as oi:
-            e.lines(f"{e.at(o, index_map(oi))} = {e.at(src, oi)}")
-
-
 @cuda_rule("reshape")
 def reshape(e: CudaEmitter, eqn: Eqn) -> None:
     """The same elements (every array here is C-contiguous): a reshaped view, on the host or in the kernel."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     src = e.name(x)
     e.lines(f"{e.define(out)} = {src}.reshape({e.dev_shape(out.shape)})")
-
-
-@cuda_rule("transpose")
-def transpose(e: CudaEmitter, eqn: Eqn) -> None:
-    """out[i0, i1, ...] = x[...] with the input's axis perm[k] read at i_k: in place, or a copy."""
-    (x,), (out,) = eqn.inputs, eqn.outputs
-    perm = eqn.params["perm"]
-
-    def index_map(idx: Sequence[str]) -> list[str]:
-        where = [""] * len(perm)
-        for k, ax in enumerate(perm):
-            where[ax] = idx[k]
-        return where
-
-    if out.uid not in e.materialize:
-        e.views[out.uid] = (x, index_map)
-        idx = e.index_names(out.type.rank)
-        e.lines.comment(f"{e.at(e.define_view(out), idx)} is {e.load(out, idx)}, read in place (no copy)")
-        return
-    o = e.alloc(out)
-    with e.phase("transpose"), e.parallel(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
-
-
-@cuda_rule("concat")
-def concat(e: CudaEmitter, eqn: Eqn) -> None:
-    """One kernel; a block-strided copy per part, at its offset along the axis."""
-    (out,) = eqn.outputs
-    axis = eqn.params["axis"] % out.type.rank
-    o = e.alloc(out)
-    offset = Dim.const(0)
-    with e.phase("concat"):
-        for part in eqn.inputs:
-            with e.parallel(part.shape) as idx:
-                at = list(idx)
-                if offset != Dim.const(0):
-                    at[axis] = f"{e.dim_atom(offset)} + {idx[axis]}"
-                e.lines(f"{e.at(o, at)} = {e.element(part, idx, part.shape)}")
-            offset = offset + part.shape[axis]
 
 
 # ---- recurrences: one persistent kernel --------------------------------------------------------------

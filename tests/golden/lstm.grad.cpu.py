@@ -413,9 +413,8 @@ def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, thread
     # lstm.nn:52 one_hot
     v46 = np.empty((B, 10), np.float32)
     for i0 in range(B):
-        label_1 = y[i0]
-        for j0 in range(10):
-            v46[i0, j0] = np.float32(1.0) if label_1 == j0 else np.float32(0.0)
+        for i1 in range(10):
+            v46[i0, i1] = np.float32(1.0) if y[i0] == i1 else np.float32(0.0)
     # lstm.nn:52 fused
     d_logits = np.empty((B, 10), np.float32)
     for i0 in range(B):
@@ -454,8 +453,8 @@ def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, thread
     matmul_blocks(v51, d_logits, d_logits_W, threads)
 
     # lstm.nn:51 getitem_grad: logits = dense(h[-1], 10)
-    k_1 = wrap_index(-1, T)
     d_h_h = np.full((T, B, 64), np.float32(0.0), np.float32)
+    k_1 = wrap_index(-1, T)
     for i0 in range(B):
         for i1 in range(64):
             d_h_h[k_1, i0, i1] = v50[i0, i1]
