@@ -282,6 +282,10 @@ class Emitter:
         """The independent elements of ``shape``: on the CPU, a loop nest (see loop_rules)."""
         return self.loops(shape)
 
+    def add_at(self, array: str, idx: Sequence[str], value: str) -> None:
+        """``array[idx] += value`` (code runs in order on the CPU: no atomics; see loop_rules)."""
+        self.lines(f"{self.at(array, idx)} += {value}")
+
     @staticmethod
     def at(array: str, idx: Sequence[str]) -> str:
         return f"{array}[{', '.join(idx)}]" if idx else f"{array}[()]"

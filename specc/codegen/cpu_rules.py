@@ -537,64 +537,6 @@ def _pool_size(p) -> int:
     return size
 
 
-@cpu("max_pool", "avg_pool")
-def pool(e: Emitter, eqn: Eqn) -> None:
-    """Max (padding never wins) or mean (padding counts as zeros) over each window."""
-    (x,), (out,) = eqn.inputs, eqn.outputs
-    p = eqn.params
-    xs, o = e.name(x), e.alloc(out)
-    acc = e.temp("acc")
-    with e.loops(out.shape) as oi:
-        e.lines(f"{acc} = {'-np.inf' if eqn.op == 'max_pool' else '0.0'}")
-        with ExitStack() as stack:
-            us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
-            load = e.at(xs, ["i0", "i1", *us])
-            if eqn.op == "max_pool":
-                with e.lines.block(f"if {load} > {acc}:"):
-                    e.lines(f"{acc} = {load}")
-            else:
-                e.lines(f"{acc} += {load}")
-        e.lines(f"{e.at(o, oi)} = {acc}" + (f" / {_pool_size(p)}" if eqn.op == "avg_pool" else ""))
-
-
-@cpu("max_pool_grad")
-def max_pool_grad(e: Emitter, eqn: Eqn) -> None:
-    """Each window's cotangent goes to its first maximum (a maximum in the padding is dropped)."""
-    x, dy = eqn.inputs
-    (out,) = eqn.outputs
-    p = eqn.params
-    xs, ds, o = e.name(x), e.name(dy), e.alloc(out, fill=0.0)
-    m = e.temp("m")
-    best = [e.temp(f"best{s}") for s in range(p["nd"])]
-    with e.loops(dy.shape) as oi:
-        e.lines(f"{m} = -np.inf")
-        for s, b in enumerate(best):  # tap 0 wins when nothing beats -inf (NumPy's argmax)
-            e.lines(f"{b} = i{2 + s}" + (f" * {p['stride'][s]}" if p["stride"][s] != 1 else "")
-                    + (f" - {p['padding'][s]}" if p["padding"][s] else ""))
-        with ExitStack() as stack:
-            us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
-            load = e.at(xs, ["i0", "i1", *us])
-            with e.lines.block(f"if {load} > {m}:"):
-                e.lines(f"{m} = {load}")
-                for b, u in zip(best, us):
-                    e.lines(f"{b} = {u}")
-        inside = " and ".join(f"0 <= {b} < {e.dim(x.shape[2 + s])}" for s, b in enumerate(best))
-        with e.lines.block(f"if {inside}:"):
-            e.lines(f"{e.at(o, ['i0', 'i1', *best])} += {e.at(ds, oi)}")
-
-
-@cpu("avg_pool_grad")
-def avg_pool_grad(e: Emitter, eqn: Eqn) -> None:
-    """Each window's cotangent spread evenly over its taps (those in the padding dropped)."""
-    (dy,), (out,) = eqn.inputs, eqn.outputs
-    p = eqn.params
-    ds, o = e.name(dy), e.alloc(out, fill=0.0)
-    with e.loops(dy.shape) as oi:
-        with ExitStack() as stack:
-            us = _window(e, stack, out, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
-            e.lines(f"{e.at(o, ['i0', 'i1', *us])} += {e.at(ds, oi)} / {_pool_size(p)}")
-
-
 # ---- lookup, indexing, layout ----------------------------------------------------------------------
 @cpu("take")
 def take(e: Emitter, eqn: Eqn) -> None:

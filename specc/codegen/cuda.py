@@ -283,6 +283,10 @@ class CudaEmitter(Emitter):
         finally:
             self._close()
 
+    def add_at(self, array: str, idx: Sequence[str], value: str) -> None:
+        """``array[idx] += value`` atomically: threads of a kernel may add to the same element."""
+        self.lines(f"cuda.atomic.add({array}, ({', '.join(idx)},), {value})")
+
     @contextmanager
     def parallel(self, shape: Shape) -> Iterator[list[str]]:
         """The elements of ``shape`` shared among the threads (grid- or block-strided); yields i0, i1, ..."""

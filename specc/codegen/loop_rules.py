@@ -9,10 +9,13 @@ emitter methods that each target implements its own way:
 * ``parallel(shape)``: the elements of ``shape``, each independent of the
   others.  On the CPU a loop nest; on CUDA a grid- or block-strided loop.
 
-Only ops whose code is the same on both targets up to these two live here
-(data movement: views, copies, concatenation, one-hot); ops whose best form
-differs (reductions, softmax and losses, scatter-adds with atomics, products)
-keep one rule per target in ``cpu_rules`` and ``cuda_rules``.
+and ``add_at(array, index, value)``: ``array[index] += value``, atomically on
+CUDA where threads may add to the same element.
+
+Only ops whose code is the same on both targets up to these live here (data
+movement, one-hot, pooling and its gradients); ops whose best form differs
+(reductions, softmax and losses, products, convolutions, index checks) keep
+one rule per target in ``cpu_rules`` and ``cuda_rules``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 from ..dims import Dim
 from ..ir import Eqn, Value
 from . import lowering
-from .cpu_rules import _index_map
+from contextlib import ExitStack
+
+from .cpu_rules import _index_map, _pool_size, _window
 
 TARGETS = ("cpu", "cuda")
 
@@ -111,3 +116,62 @@ def one_hot(e, eqn: Eqn) -> None:
     one, zero = e.lit(1.0, out.dtype), e.lit(0.0, out.dtype)
     with e.phase("one_hot"), e.parallel(out.shape) as oi:
         e.lines(f"{e.at(o, oi)} = {one} if {e.at(y, oi[:-1])} == {oi[-1]} else {zero}")
+
+
+# ---- pooling: one window per output element ------------------------------------------------------
+@shared("max_pool", "avg_pool")
+def pool(e, eqn: Eqn) -> None:
+    """Max (padding never wins) or mean (padding counts as zeros) over each window."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    p = eqn.params
+    xs, o = e.name(x), e.alloc(out)
+    acc = e.temp("acc")
+    with e.phase(eqn.op), e.parallel(out.shape) as oi:
+        e.lines(f"{acc} = {'-np.inf' if eqn.op == 'max_pool' else '0.0'}")
+        with ExitStack() as stack:
+            us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+            load = e.at(xs, ["i0", "i1", *us])
+            if eqn.op == "max_pool":
+                with e.lines.block(f"if {load} > {acc}:"):
+                    e.lines(f"{acc} = {load}")
+            else:
+                e.lines(f"{acc} += {load}")
+        e.lines(f"{e.at(o, oi)} = {acc}" + (f" / {_pool_size(p)}" if eqn.op == "avg_pool" else ""))
+
+
+@shared("max_pool_grad")
+def max_pool_grad(e, eqn: Eqn) -> None:
+    """Each window's cotangent goes to its first maximum (a maximum in the padding is dropped)."""
+    x, dy = eqn.inputs
+    (out,) = eqn.outputs
+    p = eqn.params
+    xs, ds, o = e.name(x), e.name(dy), e.alloc(out, fill=0.0)
+    m = e.temp("m")
+    best = [e.temp(f"best{s}") for s in range(p["nd"])]
+    with e.phase("max_pool_grad"), e.parallel(dy.shape) as oi:
+        e.lines(f"{m} = -np.inf")
+        for s, b in enumerate(best):  # tap 0 wins when nothing beats -inf (NumPy's argmax)
+            e.lines(f"{b} = i{2 + s}" + (f" * {p['stride'][s]}" if p["stride"][s] != 1 else "")
+                    + (f" - {p['padding'][s]}" if p["padding"][s] else ""))
+        with ExitStack() as stack:
+            us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+            load = e.at(xs, ["i0", "i1", *us])
+            with e.lines.block(f"if {load} > {m}:"):
+                e.lines(f"{m} = {load}")
+                for b, u in zip(best, us):
+                    e.lines(f"{b} = {u}")
+        inside = " and ".join(f"0 <= {b} < {e.dim(x.shape[2 + s])}" for s, b in enumerate(best))
+        with e.lines.block(f"if {inside}:"):
+            e.add_at(o, ["i0", "i1", *best], e.at(ds, oi))
+
+
+@shared("avg_pool_grad")
+def avg_pool_grad(e, eqn: Eqn) -> None:
+    """Each window's cotangent spread evenly over its taps (those in the padding dropped)."""
+    (dy,), (out,) = eqn.inputs, eqn.outputs
+    p = eqn.params
+    ds, o = e.name(dy), e.alloc(out, fill=0.0)
+    with e.phase("avg_pool_grad"), e.parallel(dy.shape) as oi:
+        with ExitStack() as stack:
+            us = _window(e, stack, out, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+            e.add_at(o, ["i0", "i1", *us], f"{e.at(ds, oi)} / {_pool_size(p)}")
