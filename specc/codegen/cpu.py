@@ -355,16 +355,22 @@ class Emitter:
             self.lines.comment(f"{where} {eqn.op}: {loc.source.line(loc.line).strip()}")
         self._where = where
 
+    target = TARGET  # whose rules emit_graph applies (the CUDA emitter, a subclass, has its own)
+
     def emit_graph(self, graph: Graph) -> None:
         """The code of every equation of ``graph``, its inputs being bound already."""
         self.materialize |= needs_array(graph)
-        rules = LOWERINGS[TARGET]
+        rules = LOWERINGS[self.target]
         for eqn in graph.eqns:
             rule = rules.get(eqn.op)
             if rule is None:
-                raise NotImplementedError(f"no CPU lowering for op '{eqn.op}'")
+                raise NotImplementedError(f"no {self.target.upper()} lowering for op '{eqn.op}'")
             self.head(eqn)
-            rule(self, eqn)
+            self.apply(rule, eqn)
+
+    def apply(self, rule: Callable[["Emitter", Eqn], None], eqn: Eqn) -> None:
+        """Run one equation's lowering rule."""
+        rule(self, eqn)
 
 
 def free_names(code: str, globals_: set[str], exclude: set[str]) -> list[str]:

@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 
 from ..dims import Shape
 from ..ir import Eqn, Graph, Value
-from . import GENERATORS, LOWERINGS, GeneratedModule
-from .cpu import Emitter, graph_dims, needs_array, sanitize
+from . import GENERATORS, GeneratedModule
+from .cpu import Emitter, graph_dims, sanitize
 from .lift import lift_random
 from .lines import Lines
 
@@ -338,17 +338,13 @@ class CudaEmitter(Emitter):
         return name
 
     # -- equations ---------------------------------------------------------------------------------
-    def emit_graph(self, graph: Graph) -> None:
-        self.materialize |= needs_array(graph)
-        rules = LOWERINGS[TARGET]
-        for eqn in graph.eqns:
-            rule = rules.get(eqn.op)
-            if rule is None:
-                raise NotImplementedError(f"no CUDA lowering for op '{eqn.op}'")
-            self.head(eqn)
-            outer, self._eqn = self._eqn, eqn
-            rule(self, eqn)
-            self._eqn = outer
+    target = TARGET
+
+    def apply(self, rule, eqn: Eqn) -> None:
+        """Run the rule with the equation being lowered known (kernels are named after it)."""
+        outer, self._eqn = self._eqn, eqn
+        rule(self, eqn)
+        self._eqn = outer
 
 
 def escaping(graph: Graph) -> set[int]:

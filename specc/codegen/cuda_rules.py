@@ -27,7 +27,7 @@ from ..ops.core import broadcast
 from ..ops.scan import split_inputs
 from . import lowering
 from .cpu_rules import SCALAR as CPU_SCALAR
-from .cpu_rules import _index_map, _pool_size, _position, _taps, _window
+from .cpu_rules import _dt, _helper, _index_map, _pool_size, _position, _taps, _window
 from .cuda import DEVICE_JIT, TARGET, CudaEmitter
 
 ScalarRule = Callable[[CudaEmitter, Eqn, Sequence[str]], str]
@@ -172,16 +172,8 @@ HOST_HELPERS: dict[str, Callable[[str, str | None], str]] = {
 
 
 # ---- elementwise -------------------------------------------------------------------------------
-def _dt(eqn: Eqn) -> str:
-    return eqn.outputs[0].dtype
-
-
 def _math(fn: str) -> ScalarRule:
     return lambda e, q, a: f"math.{fn}({a[0]})"
-
-
-def _device(kind: str) -> ScalarRule:
-    return lambda e, q, a: f"{e.helper(kind, _dt(q))}({a[0]})"
 
 
 def _elu(e: CudaEmitter, q: Eqn, a: Sequence[str]) -> str:
@@ -195,10 +187,10 @@ SCALAR.update({
     "sqrt": _math("sqrt"),
     "tanh": _math("tanh"),
     "elu": _elu,
-    "sigmoid": _device("sigmoid"),
-    "softplus": _device("softplus"),
-    "gelu": _device("gelu"),
-    "sign": _device("sign"),
+    "sigmoid": _helper("sigmoid"),
+    "softplus": _helper("softplus"),
+    "gelu": _helper("gelu"),
+    "sign": _helper("sign"),
 })
 CONSTANT = ("full", "size")
 

@@ -21,7 +21,7 @@ one rule per target in ``cpu_rules`` and ``cuda_rules``.
 from __future__ import annotations
 
 from ..dims import Dim
-from ..ir import Eqn, Value
+from ..ir import Eqn
 from . import lowering
 from contextlib import ExitStack
 
@@ -39,23 +39,24 @@ def shared(*ops: str):
     return register
 
 
-def _comment_view(e, v: Value) -> None:
-    idx = e.index_names(v.type.rank)
-    e.lines.comment(f"{e.at(e.define_view(v), idx)} is {e.load(v, idx)}, read in place (no copy)")
+def _view_or_copy(e, eqn: Eqn, index_map) -> None:
+    """``out[i] = x[index_map(i)]``: a view read in place by the code that uses it, else a copy."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    if out.uid not in e.materialize:
+        e.views[out.uid] = (x, index_map)
+        idx = e.index_names(out.type.rank)
+        e.lines.comment(f"{e.at(e.define_view(out), idx)} is {e.load(out, idx)}, read in place (no copy)")
+        return
+    o = e.alloc(out)
+    with e.phase(eqn.op), e.parallel(out.shape) as oi:
+        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
 
 
 @shared("getitem")
 def getitem(e, eqn: Eqn) -> None:
     """A view read in place by the code that uses it, else a copy of the selected elements."""
     (x,), (out,) = eqn.inputs, eqn.outputs
-    index_map = _index_map(e, x, eqn.params["index"], out)
-    if out.uid not in e.materialize:
-        e.views[out.uid] = (x, index_map)
-        _comment_view(e, out)
-        return
-    o = e.alloc(out)
-    with e.phase("getitem"), e.parallel(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
+    _view_or_copy(e, eqn, _index_map(e, x, eqn.params["index"], out))
 
 
 @shared("getitem_grad")
@@ -82,13 +83,7 @@ def transpose(e, eqn: Eqn) -> None:
             where[ax] = idx[k]
         return where
 
-    if out.uid not in e.materialize:
-        e.views[out.uid] = (x, index_map)
-        _comment_view(e, out)
-        return
-    o = e.alloc(out)
-    with e.phase("transpose"), e.parallel(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
+    _view_or_copy(e, eqn, index_map)
 
 
 @shared("concat")
