@@ -162,24 +162,26 @@ def _load(module: GeneratedModule, key: str) -> tuple[ModuleType, Path]:
 
 # ---- threads -----------------------------------------------------------------------------------
 MIN_BLOCK_ROWS = 4  # a block of fewer rows makes per-step matrix-vector products: not worth a thread
-_POOL: Any = None
+_POOL: Any = None  # the threads that run row blocks, and how many it has
+_POOL_SIZE = 0
 
 
 def run_row_blocks(fn: Callable[..., None], args: tuple, rows: int, threads: int) -> None:
     """``fn(*args, lo, hi)`` for blocks of the ``rows`` rows, one block per thread, and wait.
 
-    Called by generated kernels (through Numba's ``objmode``) for a recurrence whose rows
-    are independent; ``fn`` is a ``nogil`` kernel, so the blocks run in parallel.
+    Called by a generated module's Python entry for a recurrence whose rows are
+    independent; ``fn`` is a ``nogil`` kernel, so the blocks run in parallel.
     """
-    global _POOL
+    global _POOL, _POOL_SIZE
     blocks = max(1, min(threads, rows // MIN_BLOCK_ROWS))
     if blocks == 1:
         fn(*args, 0, rows)
         return
-    if _POOL is None or _POOL._max_workers < blocks:
+    if _POOL_SIZE < blocks:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=max(blocks, kernel_threads()), thread_name_prefix="specc")
+        _POOL_SIZE = max(blocks, kernel_threads())
+        _POOL = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix="specc")
     futures = [_POOL.submit(fn, *args, k * rows // blocks, (k + 1) * rows // blocks) for k in range(1, blocks)]
     fn(*args, 0, rows // blocks)  # the first block on this thread
     for f in futures:
