@@ -328,7 +328,9 @@ def test_generated_source_reads_like_the_spec() -> None:
     assert mod.inputs[:3] == ("x", "y", "h_W_f") and mod.dims == ("T", "B")
     assert "def run(x, y, h_W_f," in src and src.count("@njit(cache=True") >= 1
     assert "# lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)" in src
-    assert "np.dot(h_z, h_W_f, " in src
+    # a step's product with a constant matrix: the matrix transposed once, before the loop
+    assert "h_W_f_t = np.ascontiguousarray(h_W_f.T)" in src and "matmul_nt(h_z, h_W_f, h_W_f_t, " in src
+    assert src.index("h_W_f_t = np.ascontiguousarray") < src.index("for n in range(T):")
     # the recurrence's rows are independent: it runs on a block of rows lo:hi (nb rows) per thread
     assert "h_z = np.empty((nb, 72), np.float32)" in src
     assert "def scan_c(" in src and "run_row_blocks(scan_c, (" in src

@@ -60,7 +60,7 @@ NJIT_NOGIL = '@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogi
 NP_DTYPES = {"f32": "np.float32", "f64": "np.float64", "i32": "np.int32"}
 
 # Names generated code uses for itself; a spec value with one of them gets a suffix.
-GLOBALS = {"np", "njit", "run_row_blocks", "matmul_blocks", "range", "min", "max", "abs", "int", "float", "len",
+GLOBALS = {"np", "njit", "run_row_blocks", "matmul_blocks", "matmul_nt", "range", "min", "max", "abs", "int", "float", "len",
            "print", "IndexError", "None", "True", "False"}
 RESERVED = set(keyword.kwlist) | GLOBALS | {ENTRY, THREADS}
 LOOP_INDEX = re.compile(r"[ijku]\d+$")  # loop indices (i0, j1, k2, u0): reserved as a family
@@ -115,6 +115,8 @@ class Emitter:
         self.in_rows = False  # emitting the body of a function over a block of batch rows
         self.splits: list[tuple[int, str, str]] = []  # (line, Python statement, comment) between parts
         self.uses_threads = False  # some code splits work across the kernel's threads
+        self.transposed: dict[int, str] = {}  # a recurrence's constant matrix -> its transpose, made before the loop
+        self.shared: set[str] = set()  # functions of specc.codegen.cpu_shared the module calls
         self._unnamed = 0
         self._names: dict[int, str] = {}  # names chosen by name_values, taken by the first define
         self._where: str | None = None
@@ -475,10 +477,12 @@ class CpuGenerator:
         src()
         src("import numpy as np")
         src("from numba import njit")
-        if e.splits or e.uses_threads:
+        if e.splits or e.uses_threads or e.shared:
             src()
         if e.uses_threads:
-            src("from specc.codegen.cpu_shared import matmul_blocks")
+            e.shared.add("matmul_blocks")
+        if e.shared:
+            src(f"from specc.codegen.cpu_shared import {', '.join(sorted(e.shared))}")
         if e.splits:
             src("from specc.runtime import run_row_blocks")
         for helper_source in (*e.helpers.values(), *e.functions.values()):

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from typing import Callable, Sequence
 
 from ..dims import Dim
-from ..ir import Eqn, Value
+from ..ir import Eqn, Graph, Value
 from ..ops import REGISTRY
 from ..ops.core import broadcast
 from ..ops.scan import split_inputs
@@ -209,7 +209,9 @@ def fused(e: Emitter, eqn: Eqn) -> None:
 
 # ---- matmul: BLAS through np.dot on 2-D views ------------------------------------------------
 # A product outside any loop goes through specc.codegen.cpu_shared.matmul_blocks, which splits a
-# large one by rows across the kernel's threads (BLAS itself stays on one thread).
+# large one by rows across the kernel's threads (BLAS itself stays on one thread).  A recurrence's
+# step times a matrix that is the same for every step goes through matmul_nt, with the matrix
+# transposed once before the loop (see _transpose_constants).
 @cpu("matmul")
 def matmul(e: Emitter, eqn: Eqn) -> None:
     a, b = eqn.inputs
@@ -226,6 +228,9 @@ def matmul(e: Emitter, eqn: Eqn) -> None:
         if a.type.rank >= 2 and b.type.rank == 2 and e.lines.depth == 1 and not e.in_rows:  # not per step: may use threads
             e.uses_threads = True
             e.lines(f"matmul_blocks({x}, {w}, {o}, {THREADS})")
+        elif a.type.rank >= 2 and b.uid in e.transposed:  # a step's product with a constant matrix
+            e.shared.add("matmul_nt")
+            e.lines(f"matmul_nt({x}, {w}, {e.transposed[b.uid]}, {o})")
         else:
             e.lines(f"np.dot({x}, {w}, {o})")
     else:  # batched: [..., M, K] @ [..., K, N], one product per batch index
@@ -685,6 +690,7 @@ def _scan_loop(e: Emitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan, st
             e.views[bv.uid] = (v, shifted)
         else:
             e.lines(f"{e.define(bv)} = {e.name(v)}[{lo}:{rows[2]}]")
+    made = _transpose_constants(e, body, nc)
     with e.lines.block(f"for {n} in range({length}):"):
         e.lines(f"{t} = {length} - 1 - {n}" if p["reverse"] else f"{t} = {n}")
         for bv, v, kind in zip(body.inputs[nc:nc + ns], seqs, kinds[nc:nc + ns]):
@@ -722,6 +728,26 @@ def _scan_loop(e: Emitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan, st
                     e.copy(dst, [], v)
                 else:
                     e.copy(hist, [t], v)
+    for uid in made:
+        del e.transposed[uid]
+
+
+def _transpose_constants(e: Emitter, body: Graph, nc: int) -> list[int]:
+    """Before a recurrence's loop: ``W.T`` as a C array for each constant matrix ``W`` that a step
+    multiplies by (``h[t-1] @ W``), for ``matmul_nt``.  Returns the uids it bound."""
+    consts = {v.uid: v for v in body.inputs[:nc]}
+    made = []
+    for be in body.eqns:
+        if be.op != "matmul" or len(be.inputs) != 2:
+            continue
+        a, b = be.inputs
+        if (b.uid in consts and b.uid not in e.transposed and b.uid in e.arrays and b.type.rank == 2
+                and a.type.rank >= 2 and b.type.is_float):
+            name = e.temp(f"{e.name(b)}_t")
+            e.lines(f"{name} = np.ascontiguousarray({e.name(b)}.T)  # for matmul_nt: rows of {e.name(b)}.T")
+            e.transposed[b.uid] = name
+            made.append(b.uid)
+    return made
 
 
 # ---- random draws: lifted to inputs before generation ---------------------------------------------

@@ -1,0 +1,117 @@
+"""Where a compiled training step spends its time: the median of each part of the generated module.
+
+    python benchmarks/parts.py [--cell lstm] [--shape 50,32,64,256] [--threads 2] [--repeats 20]
+    python benchmarks/parts.py --spec specs/mlp.nn --dim B=128 --repeats 50
+
+A kernel whose entry is split (a recurrence running by blocks of rows, see docs/cpu.md) is plain
+Python calling ``run_part0``, ``run_part1``, ... and the recurrences through
+``specc.runtime.run_row_blocks``.  This tool replaces each of those names in the loaded module by a
+timer around the original, runs the forward-and-backward step ``--repeats`` times, and prints the
+median milliseconds per part (a recurrence is timed around all its row blocks, so with two threads
+it is the wall time of the slower block), their sum, and the whole step timed from outside.
+A kernel that is one njit function has only one part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import set_threads  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cell", default="lstm", help="a cell of benchmarks/rnn.py (lstm, gru, peephole)")
+    ap.add_argument("--shape", default="50,32,64,256", help="T,B,In,H for --cell (default 50,32,64,256)")
+    ap.add_argument("--spec", help="a .nn file instead of --cell (its inputs are drawn from N(0, 1))")
+    ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for --spec, repeatable")
+    ap.add_argument("--threads", type=int, default=2, help="kernel threads (default 2)")
+    ap.add_argument("--repeats", type=int, default=20, help="timed steps (default 20)")
+    return ap.parse_args(argv)
+
+
+def _workload(args: argparse.Namespace) -> tuple[Any, dict, dict]:
+    import numpy as np
+
+    import specc
+
+    if args.spec:
+        model = specc.compile(args.spec, target="cpu", dtype="float32")
+        dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
+        rng = np.random.default_rng(0)
+        inputs = {}
+        for v in model.program.graph.inputs:
+            if v.name in model.param_shapes:
+                continue
+            shape = tuple(dims[s] if isinstance(s, str) else int(s) for s in v.shape)
+            if v.dtype.startswith("i"):
+                inputs[v.name] = rng.integers(0, 2, shape).astype(np.int64)
+            else:
+                inputs[v.name] = rng.standard_normal(shape).astype(np.float32)
+        return model, inputs, dims
+    from rnn import _input, spec_text
+
+    T, B, D, H = (int(s) for s in args.shape.split(","))
+    model = specc.compile(spec_text(args.cell, D, H), target="cpu", dtype="float32")
+    return model, {"x": _input(T, B, D)}, {"T": T, "B": B}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    model, inputs, _ = _workload(args)
+    params = model.init_params(0)
+    model.value_and_grad(params, **inputs)  # compile and warm up
+    compiled = model.kernel("grad")
+    mod = compiled._module
+    times: dict[str, list[float]] = defaultdict(list)
+    names = [k for k in compiled.module.kernels if k != compiled.module.entry]
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            out = fn(*a, **kw)
+            times[name].append(time.perf_counter() - t)
+            return out
+        return wrapper
+
+    originals = {k: getattr(mod, k) for k in names if k.startswith("run_part")}
+    blocks = getattr(mod, "run_row_blocks", None)
+    for k, fn in originals.items():
+        setattr(mod, k, timed(k, fn))
+    if blocks is not None:
+        setattr(mod, "run_row_blocks", lambda fn, a, *rest: timed(fn.__name__ if hasattr(fn, "__name__")
+                                                                    else str(fn), blocks)(fn, a, *rest))
+    whole = []
+    try:
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            model.value_and_grad(params, **inputs)
+            whole.append(time.perf_counter() - t)
+    finally:
+        for k, fn in originals.items():
+            setattr(mod, k, fn)
+        if blocks is not None:
+            setattr(mod, "run_row_blocks", blocks)
+    print(f"{model.name}: {args.spec or args.cell + ' ' + args.shape}, {args.threads} threads, "
+          f"median of {args.repeats} (ms)")
+    total = 0.0
+    for name, ts in times.items():
+        med = statistics.median(ts) * 1e3
+        total += med
+        print(f"  {name:28s} {med:8.2f}")
+    print(f"  {'sum of parts':28s} {total:8.2f}")
+    print(f"  {'whole step (value_and_grad)':28s} {statistics.median(whole) * 1e3:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
