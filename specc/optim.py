@@ -15,6 +15,9 @@ The update rules (``g`` the gradient, ``lr`` the scheduled learning rate,
 * ``adam``:      g' = g + wd p;  m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;
                  p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 * ``adamw``:     p -= lr wd p first (decoupled decay), then the Adam step with g
+
+The same rules run on the GPU for target cuda (:mod:`specc.codegen.cuda_optim`, one kernel
+each, the same float operations in the same order); :func:`clip_scale` decides clipping for both.
 """
 
 from __future__ import annotations
@@ -144,7 +147,15 @@ def clip_by_global_norm(grads: Mapping[str, np.ndarray], max_norm: float | None
                         ) -> tuple[Arrays, float]:
     """Scale every gradient by max_norm / norm when the global norm exceeds max_norm; returns (grads, norm)."""
     norm = global_norm(grads)
-    if max_norm is None or norm <= max_norm or not math.isfinite(norm):
+    scale = clip_scale(norm, max_norm)
+    if scale is None:
         return dict(grads), norm
-    scale = max_norm / norm
     return {k: g * np.asarray(scale, dtype=g.dtype) for k, g in grads.items()}, norm
+
+
+def clip_scale(norm: float, max_norm: float | None) -> float | None:
+    """What clipping multiplies the gradients by (max_norm / norm), or None when they stay as they are
+    (no clipping asked, the norm within bounds, or not finite: the NaN guard reports that)."""
+    if max_norm is None or norm <= max_norm or not math.isfinite(norm):
+        return None
+    return max_norm / norm

@@ -7,6 +7,11 @@ or command-line options).
 Out: a :class:`History` (loss and metric per epoch, the test result, timings);
 on the way, a progress bar per epoch, checkpoints, plots.
 
+A step runs where the model's target does: on the host (:class:`HostSteps`:
+NumPy parameters, :mod:`specc.optim`), or for target cuda on the GPU
+(:class:`CudaSteps`: parameters and optimizer state stay device arrays for the
+whole run, updated by :mod:`specc.codegen.cuda_optim`'s kernels).
+
 Reproducible by construction: every random choice is derived from the run's
 seed and a position, never from a generator carried along:
 
@@ -25,6 +30,7 @@ where a value first became NaN or infinite (:mod:`specc.nanguard`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -41,7 +47,7 @@ from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, datas
 from .errors import InputError
 from .metrics import Metric, choose_metric, evaluate
 from .nanguard import first_nonfinite, nonfinite_error
-from .optim import OptState, clip_by_global_norm, learning_rate, make_optimizer
+from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -195,13 +201,15 @@ class Trainer:
         flows_before = self._grad_flow(params) if self.want_grad_flow else None
         steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch)
         first = len(history.records) + 1
+        steps = (CudaSteps if model.target == "cuda" else HostSteps)(model, self.optimizer, cfg.clip, params, state)
         for epoch in range(first, cfg.epochs + 1):
-            params, state, record = self._epoch(epoch, params, state, steps_per_epoch)
+            record = self._epoch(epoch, steps, steps_per_epoch)
             history.records.append(record)
             if self.checkpoint is not None:
-                self._save(params, state, history)
+                self._save(*steps.host(), history)
             if self.on_epoch is not None:
                 self.on_epoch(record)
+        params, state = steps.host()
         if self.test_set is not None:
             history.test = evaluate(model, params, self.test_set, self.metric, seed=cfg.seed)
         if self.want_grad_flow:
@@ -237,33 +245,31 @@ class Trainer:
         history.seconds = float(ck.meta.get("seconds", 0.0))
         return params, ck.opt_state, history
 
-    def _epoch(self, epoch: int, params, state: OptState, steps_per_epoch: int):
+    def _epoch(self, epoch: int, steps: HostSteps | CudaSteps, steps_per_epoch: int) -> EpochRecord:
         model, cfg = self.model, self.cfg
         order = epoch_order(cfg.seed, epoch, len(self.train_set))
         loss_sum, seen, norm_sum, lr = 0.0, 0, 0.0, cfg.lr
         started = time.perf_counter()
         with self._bar(epoch, steps_per_epoch) as bar:
             for k, batch in enumerate(self.train_set.batches(cfg.batch, order)):
-                lr = learning_rate(cfg, state.step, steps_per_epoch)
-                seed = step_seed(cfg.seed, state.step)
+                step = steps.step
+                lr = learning_rate(cfg, step, steps_per_epoch)
+                seed = step_seed(cfg.seed, step)
                 if self.augmented:
-                    batch = augment_batch(batch, self.augmented, cfg.augment, augment_rng(cfg.seed, state.step))
-                with np.errstate(all="ignore"):  # a NaN is reported below, with its equation
-                    loss, grads = model.value_and_grad(params, seed=seed, training=True, **batch)
-                self._guard(epoch, k, state.step, params, batch, seed, loss, grads)
-                grads, norm = clip_by_global_norm(grads, cfg.clip)
-                params, state = self.optimizer.update(params, grads, state, lr)
+                    batch = augment_batch(batch, self.augmented, cfg.augment, augment_rng(cfg.seed, step))
+                guard = functools.partial(self._guard, epoch, k, step, batch, seed)
+                loss, norm = steps.run(batch, seed, lr, guard)
                 size = len(order[k * cfg.batch:(k + 1) * cfg.batch])
-                loss_sum, seen, norm_sum = loss_sum + float(loss) * size, seen + size, norm_sum + norm
+                loss_sum, seen, norm_sum = loss_sum + loss * size, seen + size, norm_sum + norm
                 bar.advance(loss_sum / seen, seen / (time.perf_counter() - started))
             seconds = time.perf_counter() - started
-            val = evaluate(model, params, self.val_set, self.metric, seed=cfg.seed) if self.val_set else {}
+            val = evaluate(model, steps.host()[0], self.val_set, self.metric, seed=cfg.seed) if self.val_set else {}
             bar.finish(val)
-        return params, state, EpochRecord(epoch, lr, loss_sum / max(seen, 1), val, seconds,
-                                          seen / max(seconds, 1e-9), norm_sum / max(k + 1, 1))
+        return EpochRecord(epoch, lr, loss_sum / max(seen, 1), val, seconds, seen / max(seconds, 1e-9),
+                           norm_sum / max(k + 1, 1))
 
     # -- NaN / Inf ---------------------------------------------------------------------------
-    def _guard(self, epoch, batch_index, step, params, batch, seed, loss, grads) -> None:
+    def _guard(self, epoch, batch_index, step, batch, seed, params, loss, grads) -> None:
         bad_grad = next((k for k, g in grads.items() if not np.all(np.isfinite(g))), None)
         if np.isfinite(loss) and bad_grad is None:
             return
@@ -363,6 +369,88 @@ class Trainer:
                            f"({self.test_set.name})")
         if history.checkpoint:
             self.out.print(f"checkpoint: {history.checkpoint}")
+
+
+Guard = Callable[[Mapping[str, np.ndarray], Any, Mapping[str, np.ndarray]], None]  # (params, loss, grads)
+
+
+class HostSteps:
+    """Training steps on the host: parameters, gradients and optimizer state are NumPy arrays
+    (``Model.value_and_grad``, then :mod:`specc.optim`); the targets cpu and interp."""
+
+    def __init__(self, model: Model, optimizer: Optimizer, clip: float | None, params: dict[str, np.ndarray],
+                 state: OptState):
+        self.model, self.optimizer, self.clip = model, optimizer, clip
+        self.params, self.state = params, state
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    def run(self, batch: Mapping[str, np.ndarray], seed: int, lr: float, guard: Guard) -> tuple[float, float]:
+        """One optimizer step on one batch; returns (loss, the global gradient norm before clipping)."""
+        with np.errstate(all="ignore"):  # a NaN is reported by the guard, with its equation
+            loss, grads = self.model.value_and_grad(self.params, seed=seed, training=True, **batch)
+        guard(self.params, loss, grads)
+        grads, norm = clip_by_global_norm(grads, self.clip)
+        self.params, self.state = self.optimizer.update(self.params, grads, self.state, lr)
+        return float(loss), norm
+
+    def host(self) -> tuple[dict[str, np.ndarray], OptState]:
+        return self.params, self.state
+
+
+class CudaSteps:
+    """Training steps on the GPU (target cuda): parameters and optimizer slots stay device arrays for
+    the whole run (:class:`specc.codegen.cuda_optim.DeviceOptimizer`).
+
+    A step copies the batch (and the step's random draws) to the device, calls the compiled
+    value-and-grad graph on device arrays, reduces the global gradient norm on the device and updates
+    parameters and slots in place with the optimizer's kernel; the loss and the norm are the only
+    numbers copied back.  Parameters and state come to the host only when asked (:meth:`host`:
+    validation, checkpoints, the end of the run), and for the NaN guard when the loss or the norm is
+    not finite.
+    """
+
+    def __init__(self, model: Model, optimizer: Optimizer, clip: float | None, params: dict[str, np.ndarray],
+                 state: OptState):
+        from .codegen.cuda_runtime import require_cuda
+
+        require_cuda()
+        from .codegen.cuda_optim import DeviceOptimizer
+
+        self.model, self.clip = model, clip
+        self.grad = model.grad_program()
+        self.keep, self.kernel = model._kernel(("grad", False), self.grad.graph)  # the graph value_and_grad runs
+        names = [p.name for p in model.program.params]
+        self.opt = DeviceOptimizer(optimizer, dict(zip(names, model.check_params(params))), state)
+        self._host: tuple[dict[str, np.ndarray], OptState] | None = (params, state)
+
+    @property
+    def step(self) -> int:
+        return self.opt.step
+
+    def run(self, batch: Mapping[str, np.ndarray], seed: int, lr: float, guard: Guard) -> tuple[float, float]:
+        """One optimizer step on one batch; returns (loss, the global gradient norm before clipping)."""
+        model = self.model
+        arrays, dims = model.bind_inputs(batch)  # checked on the host (shapes, class ids)
+        args = [arrays[i.name] for i in model.program.inputs] + [self.opt.params[p.name] for p in model.program.params]
+        outs = self.kernel([args[i] for i in self.keep], dims, seed=seed, training=True, device=True)
+        loss = outs[0].copy_to_host().reshape(())
+        grads = dict(zip(self.grad.wrt, outs[self.grad.n_forward:]))
+        norm = self.opt.global_norm(grads)
+        if not (np.isfinite(loss) and math.isfinite(norm)):  # some gradient is not finite (or its square overflows)
+            host_grads = {k: g.copy_to_host().reshape(self.opt.shapes[k]) for k, g in grads.items()}
+            guard(self.host()[0], loss, host_grads)
+        self.opt.update(grads, lr, clip_scale(norm, self.clip))
+        self._host = None
+        return float(loss), norm
+
+    def host(self) -> tuple[dict[str, np.ndarray], OptState]:
+        """Parameters and optimizer state copied to the host (once per step at most)."""
+        if self._host is None:
+            self._host = (self.opt.host_params(), self.opt.host_state())
+        return self._host
 
 
 def _fmt(x: float | None, spec: str) -> str:

@@ -52,15 +52,32 @@ def _fake_cuda(real: Any) -> Any:
                            shared=real.shared, syncthreads=real.syncthreads)
 
 
-def check_module(path: Path, args: Sequence[tuple[str, Sequence[int]]], dims: Sequence[int]) -> dict[str, int]:
+def pretend_h100() -> Any:
+    """Let numba-cuda compile without a device: what the compiler asks of "the current device" is an H100's
+    (for the rest of the process; the module's own import sees it too, see :func:`check_module`)."""
     from numba import cuda
     from numba.cuda import dispatcher
 
     if cuda.config.ENABLE_CUDASIM:
         raise RuntimeError("the PTX check needs numba-cuda itself: unset NUMBA_ENABLE_CUDASIM")
-    # there is no device: what the module and the compiler ask of "the current device" is an H100's
     device = SimpleNamespace(compute_capability=CC, MULTIPROCESSOR_COUNT=132)
     dispatcher.get_current_device = lambda: device
+    return device
+
+
+def compile_ptx(kernel: Any, sig: tuple) -> int:
+    """One ``@cuda.jit`` kernel compiled to PTX for :data:`CC` and the argument types ``sig``; its size."""
+    from numba import cuda
+
+    bounds = kernel.targetoptions.get("launch_bounds")
+    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=CC, launch_bounds=bounds)
+    return len(ptx)
+
+
+def check_module(path: Path, args: Sequence[tuple[str, Sequence[int]]], dims: Sequence[int]) -> dict[str, int]:
+    from numba import cuda
+
+    device = pretend_h100()
     real_get = cuda.get_current_device
     cuda.get_current_device = lambda: device
     spec = importlib.util.spec_from_file_location(f"specc_ptx_{path.stem}", path)
@@ -86,9 +103,7 @@ def check_module(path: Path, args: Sequence[tuple[str, Sequence[int]]], dims: Se
     sizes = {}
     for name, sigs in launches.items():
         for sig in dict.fromkeys(sigs):
-            bounds = kernels[name].targetoptions.get("launch_bounds")
-            ptx, _ = cuda.compile_ptx(kernels[name].py_func, sig, cc=CC, launch_bounds=bounds)
-            sizes[name] = len(ptx)
+            sizes[name] = compile_ptx(kernels[name], sig)
     return sizes
 
 
