@@ -163,3 +163,59 @@ def test_load_warning_only_on_a_busy_machine():
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert harness.load_warning([0.5, None, cpus * 1.0], 2) is None
     assert "load average reached" in harness.load_warning([cpus + 3.0], 2)
+
+
+# ---- the GPU benchmark (benchmarks/cuda_rnn.py), in numba-cuda's simulator ---------------------------
+@pytest.fixture
+def simulated(monkeypatch, tmp_path):
+    pytest.importorskip("numba_cuda")
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    monkeypatch.setenv("SPECC_CACHE_DIR", str(tmp_path / "cache"))
+    from specc.codegen.cuda_runtime import require_cuda
+
+    return require_cuda()
+
+
+def test_cuda_rnn_tiny_runs_every_cell_and_agrees_with_its_peer(simulated, tmp_path):
+    import json
+
+    import cuda_rnn
+
+    assert cuda_rnn.main(["--tiny", "--json", str(tmp_path / "r.json")]) == 0
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["device"]["simulator"] is True
+    rows = out["results"]
+    assert [(r["cell"], r["peer"]) for r in rows] == [("lstm", "torch.nn.LSTM"), ("gru", "torch.nn.GRU"),
+                                                        ("peephole", "torch cell")]
+    for r in rows:
+        assert len(r["specc_s"]) == 1 and r["specc_skipped"] is None and np.isfinite(r["specc_loss"])
+        if "peer_loss" in r:  # torch is installed
+            assert r["losses_agree"] and r["grads_agree"] and r["grad_error"] < 1e-4, r
+            assert out["device"]["matmul_allow_tf32"] is False and out["device"]["cudnn_allow_tf32"] is False
+
+
+def test_cuda_rnn_skips_a_shape_over_the_budget(simulated):
+    import cuda_rnn
+
+    side, params, x, skipped = cuda_rnn.specc_side("gru", 3, 2, 4, 5, simulated, probe=True, budget=1e-9)
+    assert side is None and skipped.startswith("skipped: about ") and "from T = 1, B = 2" in skipped
+    assert x.shape == (3, 2, 4) and set(params) == {"h.W_r", "h.W_z", "h.W_n", "h.U_r", "h.U_z", "h.U_n", "h.b_r",
+                                                     "h.b_z", "h.b_n", "h.c_n"}
+
+
+def test_cuda_rnn_options(monkeypatch, capsys):
+    import cuda_lstm
+    import cuda_rnn
+
+    with pytest.raises(SystemExit):
+        cuda_rnn.parse_args(["--cells", "lstm,rnn"])
+    assert "unknown cell 'rnn'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cuda_rnn.parse_args(["--shapes", "7"])
+    assert "--shapes takes indices 0 to 2" in capsys.readouterr().err
+    args = cuda_rnn.parse_args(["--cells", "gru", "--shapes", "2,0"])
+    assert args.cells == ["gru"] and args.shape_list == [(50, 256, 512, 1024), (50, 32, 64, 256)]
+    calls = []
+    monkeypatch.setattr(cuda_rnn, "main", lambda argv: calls.append(argv) or 0)
+    assert cuda_lstm.main(["--tiny"]) == 0 and calls == [["--cells", "lstm", "--tiny"]]
+
