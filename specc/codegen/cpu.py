@@ -60,7 +60,7 @@ NJIT_NOGIL = '@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogi
 NP_DTYPES = {"f32": "np.float32", "f64": "np.float64", "i32": "np.int32"}
 
 # Names generated code uses for itself; a spec value with one of them gets a suffix.
-GLOBALS = {"np", "njit", "run_row_blocks", "matmul_blocks", "matmul_nt", "range", "min", "max", "abs", "int", "float", "len",
+GLOBALS = {"np", "njit", "run_row_blocks", "matmul_blocks", "matmul_nt", "matmul_t_blocks", "range", "min", "max", "abs", "int", "float", "len",
            "print", "IndexError", "None", "True", "False"}
 RESERVED = set(keyword.kwlist) | GLOBALS | {ENTRY, THREADS}
 LOOP_INDEX = re.compile(r"[ijku]\d+$")  # loop indices (i0, j1, k2, u0): reserved as a family
@@ -116,6 +116,8 @@ class Emitter:
         self.splits: list[tuple[int, str, str]] = []  # (line, Python statement, comment) between parts
         self.uses_threads = False  # some code splits work across the kernel's threads
         self.transposed: dict[int, str] = {}  # a recurrence's constant matrix -> its transpose, made before the loop
+        self.product_transposes: set[int] = set()  # 2-D transposes only top-level products read: x.T, no copy
+        self.transpose_of: dict[int, str] = {}  # such a transpose -> the C array it transposes
         self.shared: set[str] = set()  # functions of specc.codegen.cpu_shared the module calls
         self._unnamed = 0
         self._names: dict[int, str] = {}  # names chosen by name_values, taken by the first define
@@ -408,6 +410,25 @@ def needs_array(graph: Graph) -> set[int]:
     return out
 
 
+def product_transposes(graph: Graph) -> set[int]:
+    """2-D transposes (outside loops) read only by products outside loops, and not results: BLAS reads
+    an operand transposed in place, so ``x.T`` (a view) replaces the copy."""
+    readers: dict[int, list[Eqn]] = {}
+    for eqn in graph.eqns:
+        for v in eqn.inputs:
+            readers.setdefault(v.uid, []).append(eqn)
+    results = {v.uid for v in graph.outputs}
+    found = set()
+    for eqn in graph.eqns:
+        if eqn.op == "transpose" and eqn.outputs[0].type.rank == 2 and eqn.params["perm"] == (1, 0):
+            out = eqn.outputs[0]
+            users = readers.get(out.uid, [])
+            if users and out.uid not in results and all(u.op == "matmul" and u.inputs[0].type.rank == 2
+                                                         and u.inputs[1].type.rank == 2 for u in users):
+                found.add(out.uid)
+    return found
+
+
 def graph_dims(graph: Graph) -> list[str]:
     """The dim symbols a graph's code may need, in order of first appearance."""
     seen: dict[str, None] = {}
@@ -456,6 +477,7 @@ class CpuGenerator:
         for s in dims:
             e.dim_names[s] = e.names.fresh(s)
         e.name_values(lifted)
+        e.product_transposes = product_transposes(lifted)
         args = [e.define(v) for v in lifted.inputs]
         e.emit_graph(lifted)
         results = [e.name(v) for v in lifted.outputs]

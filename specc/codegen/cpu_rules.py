@@ -227,7 +227,11 @@ def matmul(e: Emitter, eqn: Eqn) -> None:
             o = _view(e, o, f"({rows}, {e.dim(b.shape[1])})" if b.type.rank == 2 else f"({rows},)")
         if a.type.rank >= 2 and b.type.rank == 2 and e.lines.depth == 1 and not e.in_rows:  # not per step: may use threads
             e.uses_threads = True
-            e.lines(f"matmul_blocks({x}, {w}, {o}, {THREADS})")
+            if a.uid in e.transpose_of:  # a = z.T: read from z, split along the inner axis
+                e.shared.add("matmul_t_blocks")
+                e.lines(f"matmul_t_blocks({e.transpose_of[a.uid]}, {w}, {o}, {THREADS})")
+            else:
+                e.lines(f"matmul_blocks({x}, {w}, {o}, {THREADS})")
         elif a.type.rank >= 2 and b.uid in e.transposed:  # a step's product with a constant matrix
             e.shared.add("matmul_nt")
             e.lines(f"matmul_nt({x}, {w}, {e.transposed[b.uid]}, {o})")

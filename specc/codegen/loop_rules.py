@@ -76,6 +76,10 @@ def transpose(e, eqn: Eqn) -> None:
     """out[i0, i1, ...] = x[...] with the input's axis perm[k] read at i_k: in place, or a copy."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     perm = eqn.params["perm"]
+    if out.uid in e.product_transposes and x.uid in e.arrays:  # CPU: only BLAS reads it
+        e.lines(f"{e.define(out)} = {e.name(x)}.T  # a view: BLAS reads it transposed in place")
+        e.transpose_of[out.uid] = e.name(x)
+        return
 
     def index_map(idx):
         where = [""] * len(perm)
