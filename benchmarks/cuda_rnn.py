@@ -20,7 +20,8 @@ sides compute in float32.  Parameters and the batch are on the GPU before timing
 value-and-grad graph is called on device arrays and returns device arrays.  Every step is
 synchronised.  Prints per cell and shape the median step of each side, the ratio specc / peer
 (below 1: specc is faster), whether the losses agree and the largest gradient difference relative
-to the largest gradient; ``--json`` writes the samples.
+to the largest gradient; ``--json`` writes the samples (rewritten after every row).  Exit status 1
+when a loss or a gradient disagrees.
 
 A budget bounds the time per implementation and shape (``--budget`` seconds; at least 3 timed
 steps): specc's step is first timed at (T, B) = (1, min(B, 8)) and extrapolated linearly in T and
@@ -284,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                 row["ratio"] = statistics.median(ours.samples) / statistics.median(theirs.samples)
             print(row_text(cell, (T, B, D, H), ours, theirs, check, skipped, where, args.tiny), flush=True)
             results.append(row)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": info, "results": results}, f, indent=1)
+            if args.json:  # after every row: a run stopped by a timeout keeps what it measured
+                with open(args.json, "w") as f:
+                    json.dump({"device": info, "results": results}, f, indent=1)
     failed = [r for r in results if r.get("losses_agree") is False or r.get("grads_agree") is False]
     if failed:
         print(f"{len(failed)} disagreement(s) between specc and its peer: see the table", file=sys.stderr)

@@ -13,7 +13,11 @@ H100 (NVVM only, no GPU) to catch what the simulator accepts but numba-cuda woul
   fixed number of kernels whatever T is;
 - device arrays in and out (parameters can stay on the GPU);
 - `--target cuda` on the command line, and a clear error where numba-cuda or a GPU is missing;
-- on a real GPU (marked `gpu`, skipped elsewhere): the LSTM's gradients against the interpreter.
+- on a real GPU (marked `gpu`, skipped elsewhere): every spec in specs/ at its own sizes, forward and
+  every gradient, against the CPU backend; the LSTM's gradients against the interpreter.
+
+With SPECC_TEST_REAL_GPU=1 the tests that use the simulator run on the GPU instead (numba-cuda itself;
+benchmarks/gpu_check.sh does that), and fail where there is none.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from specc.ops import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
 TOL = {"f64": 1e-10, "f32": 1e-5}
+REAL_GPU = os.environ.get("SPECC_TEST_REAL_GPU", "0") not in ("", "0")  # the simulator's tests on the GPU
 HAS_NUMBA_CUDA = __import__("importlib").util.find_spec("numba_cuda") is not None
 needs_numba_cuda = pytest.mark.skipif(not HAS_NUMBA_CUDA, reason="numba-cuda is not installed (pip install numba-cuda)")
 
@@ -223,15 +228,32 @@ def test_every_kernel_compiles_to_ptx(tmp_path) -> None:
 # ---- the simulator: compiled == interpreter ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory):
-    """numba-cuda's simulator for this module, and one fresh cache directory."""
+    """numba-cuda's simulator for this module (the GPU with SPECC_TEST_REAL_GPU=1), and one fresh cache directory."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield cuda_for_tests(mp, tmp_path_factory.mktemp("specc-cuda-cache"))
+
+
+def cuda_for_tests(mp: pytest.MonkeyPatch, cache: Path):
+    """``numba.cuda`` for a test module: the simulator, or with SPECC_TEST_REAL_GPU=1 the GPU (checked)."""
     if not HAS_NUMBA_CUDA:
         pytest.skip("numba-cuda is not installed (pip install numba-cuda)")
-    with pytest.MonkeyPatch.context() as mp:
+    mp.setenv("SPECC_CACHE_DIR", str(cache))
+    if not REAL_GPU:
         mp.setenv("NUMBA_ENABLE_CUDASIM", "1")
-        mp.setenv("SPECC_CACHE_DIR", str(tmp_path_factory.mktemp("specc-cuda-cache")))
         from specc.codegen.cuda_runtime import require_cuda
 
-        yield require_cuda()  # (where numba.cuda was already imported for a real GPU, that GPU runs them)
+        return require_cuda()  # (where numba.cuda was already imported for a real GPU, that GPU runs them)
+    from specc.codegen.cuda_runtime import require_cuda
+    from specc.errors import SpeccError
+
+    mp.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    try:
+        cuda = require_cuda()
+    except SpeccError as e:
+        pytest.fail(f"SPECC_TEST_REAL_GPU=1, but: {e.message}")
+    if type(cuda.device_array(1)).__name__ == "FakeCUDAArray":
+        pytest.fail("SPECC_TEST_REAL_GPU=1, but numba.cuda was imported as the simulator in this process")
+    return cuda
 
 
 def hand_specs() -> dict[str, str]:
@@ -241,10 +263,11 @@ def hand_specs() -> dict[str, str]:
     return HAND
 
 
-def load_graph(name: str, dtype: str, how: str):
+def load_graph(name: str, dtype: str, how: str, shrunk: bool = True):
     from specc.passes import optimize
 
-    source = hand_specs().get(name) or shrink((ROOT / "specs" / f"{name}.nn").read_text())
+    source = hand_specs().get(name) or (ROOT / "specs" / f"{name}.nn").read_text()
+    source = shrink(source) if shrunk else source
     model = specc.compile(source, target="interp", dtype={"f32": "float32", "f64": "float64"}[dtype])
     graph = model.program.graph
     if how == "backward":
@@ -270,14 +293,14 @@ def make_args(model, dims: dict[str, int], seed: int) -> list[np.ndarray]:
     return cpu_make_args(model, dims, seed)
 
 
-def assert_close(got, want, dtype: str, names) -> None:
+def assert_close(got, want, dtype: str, names, tol: dict[str, float] = TOL) -> None:
     assert len(got) == len(want)
     for name, g, w in zip(names, got, want):
         assert g.shape == w.shape and g.dtype == w.dtype, f"{name}: {g.dtype}{g.shape} vs {w.dtype}{w.shape}"
         if np.issubdtype(w.dtype, np.integer):
             np.testing.assert_array_equal(g, w, err_msg=name)
         else:
-            np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype], err_msg=name)
+            np.testing.assert_allclose(g, w, rtol=tol[dtype], atol=tol[dtype], err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -448,3 +471,55 @@ def test_lstm_gradients_on_a_real_gpu(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", GPU_SCRIPT, str(ROOT / "specs" / "lstm.nn")], env=env,
                          capture_output=True, text=True, check=False, timeout=600)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-4000:]
+
+
+# Every spec at its own sizes (not shrunk), forward outputs and every gradient (parameters and inputs), on
+# the GPU against the CPU backend: one process without the simulator compiles and runs them all.
+GPU_SPEC_CASES = [(p.stem, "f64") for p in SPECS] + [("lstm", "f32")]
+GPU_TOL = {"f64": 1e-10, "f32": 1e-4}  # float32: two summation orders over products of a few hundred terms
+GPU_SPECS_SCRIPT = """\
+import json, sys, traceback
+sys.path.insert(0, sys.argv[1])
+from test_codegen_cuda import GPU_TOL, assert_close, dims_for, load_graph, make_args
+from specc.runtime import compile_graph
+out = {}
+for name, dtype in json.loads(sys.argv[2]):
+    key = f"{name}-{dtype}"
+    try:
+        model, graph = load_graph(name, dtype, "backward", shrunk=False)
+        gpu = compile_graph(graph, target="cuda", name=f"{model.name}_{dtype}_gpu")
+        cpu = compile_graph(graph, target="cpu", name=f"{model.name}_{dtype}_cpu")
+        dims = dims_for(model.program, {"T": 12, "B": 16, "L": 10})
+        args = make_args(model, dims, seed=0)
+        names = [f"out{k}" for k in range(len(graph.outputs))]
+        got, want = gpu(args, dims, seed=7, training=True), cpu(args, dims, seed=7, training=True)
+        assert_close(got, want, dtype, names, GPU_TOL)
+        out[key] = "ok"
+    except BaseException:
+        out[key] = traceback.format_exc()[-3000:]
+    print(key, "ok" if out[key] == "ok" else "FAILED", file=sys.stderr, flush=True)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def gpu_spec_results(tmp_path_factory) -> dict[str, str]:
+    if not HAS_NUMBA_CUDA:
+        pytest.skip("numba-cuda is not installed (pip install numba-cuda)")
+    if not _gpu_available():
+        pytest.skip("no CUDA GPU")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = str(ROOT)
+    env["SPECC_CACHE_DIR"] = str(tmp_path_factory.mktemp("specc-gpu-cache"))
+    out = subprocess.run([sys.executable, "-c", GPU_SPECS_SCRIPT, str(ROOT / "tests"), json.dumps(GPU_SPEC_CASES)],
+                         env=env, capture_output=True, text=True, check=False, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,dtype", GPU_SPEC_CASES, ids=[f"{n}-{d}" for n, d in GPU_SPEC_CASES])
+def test_every_spec_on_a_real_gpu_matches_the_cpu_backend(gpu_spec_results, name: str, dtype: str) -> None:
+    result = gpu_spec_results[f"{name}-{dtype}"]
+    assert result == "ok", result
+
