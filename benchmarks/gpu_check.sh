@@ -144,7 +144,7 @@ dev = cuda.get_current_device()
 print("kernel ran on", dev.name, "cc", dev.compute_capability, "SMs", dev.MULTIPROCESSOR_COUNT)'
 
 # ---- 2. and 3. the tests on the GPU -------------------------------------------------------------------
-step pytest_gpu 200 "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider
+step pytest_gpu 240 "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider
 if grep -q "SKIPPED" "$OUT/pytest_gpu.log"; then  # here a skipped GPU test means the GPU was not found
     note "FAIL  pytest_gpu: GPU tests were skipped (see the SKIPPED lines in pytest_gpu.log)"
     failed=1

@@ -46,6 +46,12 @@ HAS_NUMBA_CUDA = __import__("importlib").util.find_spec("numba_cuda") is not Non
 needs_numba_cuda = pytest.mark.skipif(not HAS_NUMBA_CUDA, reason="numba-cuda is not installed (pip install numba-cuda)")
 
 
+def python_path() -> str:
+    """PYTHONPATH for a child process: the repository first, then what this process was given (where
+    benchmarks/gpu_check.sh puts numpy 2.4 for numba-cuda)."""
+    return os.pathsep.join([str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+
+
 def shrink(text: str) -> str:
     """A spec with its layer sizes made tiny for the simulator (comments untouched): 128 -> 7, 64 -> 12, ..."""
     sizes = {"128": "7", "120": "6", "84": "5", "64": "12", "32": "4", "16": "3"}
@@ -156,7 +162,7 @@ def test_missing_numba_cuda_is_a_clear_error(monkeypatch) -> None:
 def test_no_gpu_without_the_simulator_is_a_clear_error(tmp_path) -> None:
     """In a process without the simulator: exit 1 and a message, no traceback (skipped where a GPU is)."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = python_path()
     if _gpu_available():
         pytest.skip("a GPU is present: there is no error to show")
     out = subprocess.run([sys.executable, "-m", "specc", "run", str(ROOT / "specs" / "rnn.nn"), "--target", "cuda"],
@@ -180,7 +186,7 @@ def _nvvm_env() -> dict | None:
     if not HAS_NUMBA_CUDA:
         return None
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = python_path()
     probe = ("from numba import cuda, float32\n"
              "def k(a):\n    a[0] = 1\n"
              "cuda.compile_ptx(k, (float32[::1],), cc=(9, 0))\nprint('ok')")
@@ -464,7 +470,7 @@ print("ok")
 @needs_numba_cuda
 def test_lstm_gradients_on_a_real_gpu(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = python_path()
     env["SPECC_CACHE_DIR"] = str(tmp_path / "cache")
     if not _gpu_available():
         pytest.skip("no CUDA GPU")
@@ -509,7 +515,7 @@ def gpu_spec_results(tmp_path_factory) -> dict[str, str]:
     if not _gpu_available():
         pytest.skip("no CUDA GPU")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = python_path()
     env["SPECC_CACHE_DIR"] = str(tmp_path_factory.mktemp("specc-gpu-cache"))
     out = subprocess.run([sys.executable, "-c", GPU_SPECS_SCRIPT, str(ROOT / "tests"), json.dumps(GPU_SPEC_CASES)],
                          env=env, capture_output=True, text=True, check=False, timeout=900)
