@@ -42,6 +42,7 @@ def _workload(args: argparse.Namespace) -> tuple[Any, dict, dict]:
     import numpy as np
 
     import specc
+    from specc.dims import concrete
 
     if args.spec:
         model = specc.compile(args.spec, target="cpu", dtype="float32")
@@ -51,7 +52,7 @@ def _workload(args: argparse.Namespace) -> tuple[Any, dict, dict]:
         for v in model.program.graph.inputs:
             if v.name in model.param_shapes:
                 continue
-            shape = tuple(dims[s] if isinstance(s, str) else int(s) for s in v.shape)
+            shape = concrete(v.shape, dims)
             if v.dtype.startswith("i"):
                 inputs[v.name] = rng.integers(0, 2, shape).astype(np.int64)
             else:
