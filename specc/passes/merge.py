@@ -17,7 +17,14 @@ Inside a recurrence body, a sum of products of the states (each read once),
 ``concat(a1, a2, ...) @ concat(W1, W2, ..., axis=0)``: one matmul per step.
 (Only there: outside a loop the two concatenations would cost more than the
 calls they save; and products free of the states are hoisted, not merged.)
-The sum is then formed in another order, which changes rounding only.
+The terms come in the order of the step's outputs that their left operands
+are, not in the order of the sum: in a backward step each gate gradient
+``d_f, d_i, ...`` is a per-step output (:mod:`specc.passes.accumulate`), in
+the order of the weight-gradient products after the loop, which is the order
+of the forward step, so the step's concatenation lists them as the one after
+the loop does (see :mod:`specc.passes.stack`).  Terms whose left operand is no
+output follow, in the sum's order.  The sum is then formed in another order,
+which changes rounding only.
 """
 
 from __future__ import annotations
@@ -124,6 +131,7 @@ def _merge_sums(body: Graph, cls: dict[int, str]) -> Graph:
                     and made[v.uid].inputs[1].type.rank == 2]
         if len(products) < 2:
             continue
+        products = _in_output_order(products, body)
         rest = [v for v in leaves if made.get(v.uid) not in products]
         em = Emitter(merged_loc(products))
         rank = out.type.rank
@@ -138,3 +146,14 @@ def _merge_sums(body: Graph, cls: dict[int, str]) -> Graph:
         return body
     eqns = [x for e in body.eqns if e not in gone for x in replaced.get(e, [e])]
     return Graph(body.inputs, tuple(eqns), body.outputs)
+
+
+def _in_output_order(products: list[Eqn], body: Graph) -> list[Eqn]:
+    """The products ordered by the position of their left operand among the body's outputs (others last)."""
+    position = {v.uid: k for k, v in enumerate(body.outputs)}
+
+    def key(k: int) -> tuple[bool, int, int]:
+        pos = position.get(products[k].inputs[0].uid)
+        return (pos is None, pos or 0, k)
+
+    return [products[k] for k in sorted(range(len(products)), key=key)]
