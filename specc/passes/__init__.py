@@ -30,6 +30,7 @@ from .fuse import fuse_elementwise
 from .hoist import hoist_scan_invariants
 from .merge import merge_matmuls
 from .split import narrow_matmuls, split_concat_matmul
+from .stack import stack_histories
 
 GraphPass = Callable[[Graph], Graph]
 
@@ -72,6 +73,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("narrow_matmuls", narrow_matmuls, "(a @ W)[:, j:k] -> a @ W[:, j:k] when only that slice is read"),
     Pass("loop_invariants", fixed_point(hoist_scan_invariants, merge_matmuls, narrow_matmuls, fold_constants, cse, dce),
          "repeat hoisting, merging, narrowing, folding, cse and dce until nothing changes"),
+    Pass("stack_histories", stack_histories,
+         "in loops: per-step outputs concatenated per step and again after the loop -> one wide history"),
     Pass("fuse_elementwise", fuse_elementwise, "each group of connected elementwise ops -> one fused op"),
 )
 
@@ -152,4 +155,5 @@ __all__ = [
     "optimize",
     "optimize_program",
     "split_concat_matmul",
+    "stack_histories",
 ]
