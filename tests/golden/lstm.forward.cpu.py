@@ -22,7 +22,7 @@ Entry: run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_
 import numpy as np
 from numba import njit
 
-from specc.codegen.cpu_shared import matmul_blocks
+from specc.codegen.cpu_shared import matmul_blocks, matmul_nt
 from specc.runtime import run_row_blocks
 
 
@@ -74,9 +74,10 @@ def wrap_index(i, n):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def scan_c(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
+def scan_c(v7, T, h_c, v0, h_h, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
     """The recurrence of lines 39-44 on rows lo:hi of the batch."""
     nb = hi - lo
+    v7_t = np.ascontiguousarray(v7.T)  # for matmul_nt: rows of v7.T
     for n in range(T):
         t = n
         # v8 = row t of v3, read in place
@@ -88,7 +89,7 @@ def scan_c(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
 
         # lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)
         v12 = np.empty((nb, 256), np.float32)
-        np.dot(h_t_1, v7, v12)
+        matmul_nt(h_t_1, v7, v7_t, v12)
         # lstm.nn:39 getitem
         # v13[i0, i1] is v12[i0, i1], read in place (no copy)
 
@@ -287,5 +288,5 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     """The kernel's parts in turn; between them, recurrences run on threads (plain Python)."""
     v0, v2, v7, h_c, h_h = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads)
     # rows are independent: scan_c runs on one block of rows per thread
-    run_row_blocks(scan_c, (T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
+    run_row_blocks(scan_c, (v7, T, h_c, v0, h_h, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
     return run_part1(y, logits_W, logits_b, T, B, threads, h_h)
