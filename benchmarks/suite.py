@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)  # before numpy, numba, torch or jax are imported
     torch = configure_torch(args.threads)
     has_jax = have("jax")
+    from specc.runtime import tune_allocator
+
+    # specc tunes glibc's malloc before its first kernel call (see specc/runtime.py); do it now, so that
+    # every peer in this process runs with the same allocator settings, whatever order the blocks run in
+    allocator_tuned = tune_allocator()
 
     import feedforward
     import rnn
@@ -76,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     log(f"specc benchmark suite: {args.threads} threads, float32, peers: {peers}; "
-        f"median of {timing.repeats} after {timing.warmup} warm-up per block, {timing.rounds} rounds")
+        f"median of {timing.repeats} after {timing.warmup} warm-up per block, {timing.rounds} rounds; "
+        f"malloc {'tuned for every peer' if allocator_tuned else 'as the system has it'}")
     start = time.perf_counter()
     info = machine_info(args.threads)
+    info["allocator_tuned"] = allocator_tuned
     measurements = []
     compile_results: list[dict[str, Any]] = []
     for w in args.only:

@@ -49,7 +49,9 @@ again as fresh pages: about 8,000 page faults per LSTM training step at
 T=50, B=32, H=256, 30% of its time on one thread.  Before the first kernel
 call :func:`tune_allocator` asks glibc (``mallopt``) to serve blocks up to
 64 MB from its heap and to keep up to 256 MB of freed heap for reuse;
-``SPECC_MALLOC_TUNING=0`` leaves the allocator as it is.
+``SPECC_MALLOC_TUNING=0`` leaves the allocator as it is.  Numba's OpenMP
+threads (its ``prange`` pool) are started waiting passively
+(:func:`quiet_openmp`), so that they leave the cores to the row blocks.
 """
 
 from __future__ import annotations
@@ -253,6 +255,7 @@ class CompiledGraph:
         extra = (threads,) if self.module.threads else ()
         if _ALLOCATOR is None:
             tune_allocator()
+            quiet_openmp()
         with _CALL_LOCK, _blas_limit():
             if self.module.threads:
                 import numba
@@ -288,6 +291,38 @@ def tune_allocator() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
     _ALLOCATOR = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _ALLOCATOR
+
+
+def quiet_openmp() -> bool:
+    """Start Numba's thread pool with OpenMP's threads waiting passively (once per process).
+
+    GNU OpenMP threads spin for a while after each parallel region (``OMP_WAIT_POLICY`` unset),
+    which on a machine with as many cores as kernel threads takes a core from the row blocks of
+    the recurrence that runs next (the LSTM's forward recurrence ran no faster on two threads than
+    on one).  ``OMP_WAIT_POLICY=PASSIVE`` is set only while Numba loads its threading layer (OpenMP
+    reads it then), so other libraries in the process keep their own.  Returns whether it did so:
+    not when the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, or the pool already runs.
+    """
+    global _OPENMP_QUIETED
+    if _OPENMP_QUIETED is not None:
+        return _OPENMP_QUIETED
+    _OPENMP_QUIETED = False
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return False
+    from numba.np.ufunc import parallel
+
+    if getattr(parallel, "_is_initialized", False):
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        parallel._launch_threads()
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+    _OPENMP_QUIETED = True
+    return True
+
+
+_OPENMP_QUIETED: bool | None = None
 
 
 def _coerce(a: Any, v: Value, dims: Mapping[str, int]) -> np.ndarray:
