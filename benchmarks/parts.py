@@ -9,7 +9,8 @@ Python calling ``run_part0``, ``run_part1``, ... and the recurrences through
 timer around the original, runs the forward-and-backward step ``--repeats`` times, and prints the
 median milliseconds per part (a recurrence is timed around all its row blocks, so with two threads
 it is the wall time of the slower block), their sum, and the whole step timed from outside.
-A kernel that is one njit function has only one part.
+The large products between parts (``matmul_rows``, ``matmul_t_rows``) are timed as one line each
+(all their calls in a step added up).  A kernel that is one njit function has only one part.
 """
 
 from __future__ import annotations
@@ -73,18 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     model.value_and_grad(params, **inputs)  # compile and warm up
     compiled = model.kernel("grad")
     mod = compiled._module
-    times: dict[str, list[float]] = defaultdict(list)
+    times: dict[str, list[float]] = defaultdict(lambda: [0.0] * args.repeats)  # per name, per step: seconds
+    step = 0
     names = [k for k in compiled.module.kernels if k != compiled.module.entry]
 
     def timed(name: str, fn: Any) -> Any:
         def wrapper(*a: Any, **kw: Any) -> Any:
             t = time.perf_counter()
             out = fn(*a, **kw)
-            times[name].append(time.perf_counter() - t)
+            times[name][step] += time.perf_counter() - t
             return out
         return wrapper
 
     originals = {k: getattr(mod, k) for k in names if k.startswith("run_part")}
+    originals |= {k: getattr(mod, k) for k in ("matmul_rows", "matmul_t_rows") if hasattr(mod, k)}
     blocks = getattr(mod, "run_row_blocks", None)
     for k, fn in originals.items():
         setattr(mod, k, timed(k, fn))
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                     else str(fn), blocks)(fn, a, *rest))
     whole = []
     try:
-        for _ in range(args.repeats):
+        for step in range(args.repeats):
             t = time.perf_counter()
             model.value_and_grad(params, **inputs)
             whole.append(time.perf_counter() - t)

@@ -31,8 +31,14 @@ Threads: one owner of the cores.  A kernel splits its work itself, never
 through BLAS: a recurrence whose steps treat batch rows independently runs
 as one block of rows per thread (:func:`run_row_blocks`; every step of the
 block on one thread, no synchronisation between steps, see
-:mod:`specc.codegen.rows`),
-and the BLAS that ``np.dot`` calls is held to one thread while a kernel runs
+:mod:`specc.codegen.rows`), a large product outside loops as blocks of
+rows (:func:`matmul_rows`, :func:`matmul_t_rows`), both on one pool of
+Python threads (the kernels are ``nogil``, and NumPy releases the GIL in
+BLAS); specc uses no OpenMP or ``prange``, whose threads spin after each
+parallel region and, with as many cores as threads, take a core from the
+next recurrence (in a process that had imported PyTorch, which shares
+libgomp, the LSTM training step ran 1.3x slower that way).
+The BLAS that ``np.dot`` calls is held to one thread while a kernel runs
 (threadpoolctl, about 20 microseconds a call, restored after), so OpenBLAS
 threads never compete with the kernel's own.  The per-step products of a
 recurrence are small (32 x 256 x 1024 for the benchmark LSTM), where BLAS
@@ -49,9 +55,7 @@ again as fresh pages: about 8,000 page faults per LSTM training step at
 T=50, B=32, H=256, 30% of its time on one thread.  Before the first kernel
 call :func:`tune_allocator` asks glibc (``mallopt``) to serve blocks up to
 64 MB from its heap and to keep up to 256 MB of freed heap for reuse;
-``SPECC_MALLOC_TUNING=0`` leaves the allocator as it is.  Numba's OpenMP
-threads (its ``prange`` pool) are started waiting passively
-(:func:`quiet_openmp`), so that they leave the cores to the row blocks.
+``SPECC_MALLOC_TUNING=0`` leaves the allocator as it is.
 """
 
 from __future__ import annotations
@@ -184,20 +188,61 @@ def run_row_blocks(fn: Callable[..., None], args: tuple, rows: int, threads: int
     Called by a generated module's Python entry for a recurrence whose rows are
     independent; ``fn`` is a ``nogil`` kernel, so the blocks run in parallel.
     """
+    _in_blocks(lambda lo, hi: fn(*args, lo, hi), rows, max(1, min(threads, rows // MIN_BLOCK_ROWS)))
+
+
+def _in_blocks(fn: Callable[[int, int], Any], n: int, blocks: int) -> list[Any]:
+    """``fn(lo, hi)`` for ``blocks`` blocks of ``range(n)``, the first on this thread, the others on the pool."""
     global _POOL, _POOL_SIZE
-    blocks = max(1, min(threads, rows // MIN_BLOCK_ROWS))
-    if blocks == 1:
-        fn(*args, 0, rows)
-        return
+    if blocks <= 1:
+        return [fn(0, n)]
     if _POOL_SIZE < blocks:
         from concurrent.futures import ThreadPoolExecutor
 
         _POOL_SIZE = max(blocks, kernel_threads())
         _POOL = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix="specc")
-    futures = [_POOL.submit(fn, *args, k * rows // blocks, (k + 1) * rows // blocks) for k in range(1, blocks)]
-    fn(*args, 0, rows // blocks)  # the first block on this thread
-    for f in futures:
-        f.result()
+    futures = [_POOL.submit(fn, k * n // blocks, (k + 1) * n // blocks) for k in range(1, blocks)]
+    first = fn(0, n // blocks)
+    return [first, *(f.result() for f in futures)]
+
+
+# a product below this many multiply-adds runs on one thread: handing a block to another thread
+# costs ~20-50 microseconds, about what one core does in 2^21 multiply-adds
+MIN_PARALLEL_MACS = 1 << 21
+MIN_PRODUCT_ROWS = 16  # thinner blocks make BLAS run its small-matrix paths
+
+
+def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int) -> None:
+    """``np.dot(a, b, out)`` on up to ``threads`` threads, by blocks of rows of ``a``.
+
+    Called by a generated module's Python entry for a product outside any loop (an input
+    projection of all steps, a dense layer).  NumPy releases the GIL inside BLAS (held to one
+    thread), so the blocks run in parallel on the same pool as the row blocks of recurrences:
+    specc's kernels use no other threads (no OpenMP, whose spinning threads would compete).
+    """
+    m, k = a.shape
+    n = b.shape[1] if b.ndim == 2 else 1
+    blocks = min(threads, m // MIN_PRODUCT_ROWS)
+    if blocks < 2 or m * k * n < MIN_PARALLEL_MACS:
+        np.dot(a, b, out=out)
+    else:
+        _in_blocks(lambda lo, hi: np.dot(a[lo:hi], b, out=out[lo:hi]), m, blocks)
+
+
+def matmul_t_rows(at: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int) -> None:
+    """``np.dot(at.T, b, out)`` (a weight gradient ``z.T @ g``) on up to ``threads`` threads, read
+    from ``at`` itself: split along the inner axis, where both operands' blocks are contiguous (BLAS
+    reads ``at[lo:hi]`` transposed, no copy); one partial product per thread, added in order."""
+    k, m = at.shape
+    n = b.shape[1]
+    blocks = min(threads, k // MIN_PRODUCT_ROWS)
+    if blocks < 2 or m * k * n < MIN_PARALLEL_MACS:
+        np.dot(at.T, b, out=out)
+        return
+    partial = _in_blocks(lambda lo, hi: np.dot(at[lo:hi].T, b[lo:hi]), k, blocks)
+    np.add(partial[0], partial[1], out=out)
+    for p in partial[2:]:
+        out += p
 
 
 def kernel_threads() -> int:
@@ -255,12 +300,7 @@ class CompiledGraph:
         extra = (threads,) if self.module.threads else ()
         if _ALLOCATOR is None:
             tune_allocator()
-            quiet_openmp()
         with _CALL_LOCK, _blas_limit():
-            if self.module.threads:
-                import numba
-
-                numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # for prange
             outs = self.entry(*arrays, *draws, *(int(sizes[s]) for s in self.module.dims), *extra)
         return list(outs)
 
@@ -291,38 +331,6 @@ def tune_allocator() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
     _ALLOCATOR = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _ALLOCATOR
-
-
-def quiet_openmp() -> bool:
-    """Start Numba's thread pool with OpenMP's threads waiting passively (once per process).
-
-    GNU OpenMP threads spin for a while after each parallel region (``OMP_WAIT_POLICY`` unset),
-    which on a machine with as many cores as kernel threads takes a core from the row blocks of
-    the recurrence that runs next (the LSTM's forward recurrence ran no faster on two threads than
-    on one).  ``OMP_WAIT_POLICY=PASSIVE`` is set only while Numba loads its threading layer (OpenMP
-    reads it then), so other libraries in the process keep their own.  Returns whether it did so:
-    not when the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, or the pool already runs.
-    """
-    global _OPENMP_QUIETED
-    if _OPENMP_QUIETED is not None:
-        return _OPENMP_QUIETED
-    _OPENMP_QUIETED = False
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        return False
-    from numba.np.ufunc import parallel
-
-    if getattr(parallel, "_is_initialized", False):
-        return False
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        parallel._launch_threads()
-    finally:
-        del os.environ["OMP_WAIT_POLICY"]
-    _OPENMP_QUIETED = True
-    return True
-
-
-_OPENMP_QUIETED: bool | None = None
 
 
 def _coerce(a: Any, v: Value, dims: Mapping[str, int]) -> np.ndarray:

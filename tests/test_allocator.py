@@ -55,26 +55,3 @@ def test_tuning_is_done_once_and_reports_what_it_did() -> None:
     first = runtime.tune_allocator()
     assert runtime.tune_allocator() is first and isinstance(first, bool)
 
-
-OPENMP_PROBE = textwrap.dedent("""
-    import json, os
-    import numpy as np
-    import specc
-    from specc import runtime
-    model = specc.compile("dim N\\nmodel m(x: f32[N, 4]) {\\n  loss = mean(tanh(x))\\n}\\n", target="cpu")
-    model.forward({}, x=np.ones((3, 4), np.float32))
-    print(json.dumps({"quieted": runtime._OPENMP_QUIETED, "env": os.environ.get("OMP_WAIT_POLICY")}))
-""")
-
-
-def test_numba_openmp_threads_start_passive_unless_the_user_chose() -> None:
-    """Numba's OpenMP pool is started with OMP_WAIT_POLICY=PASSIVE, and the variable is put back."""
-    def run(**env: str) -> dict:
-        base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-        done = subprocess.run([sys.executable, "-c", OPENMP_PROBE], capture_output=True, text=True, timeout=600,
-                              env={**base, **env})
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    assert run() == {"quieted": True, "env": None}
-    assert run(OMP_WAIT_POLICY="active") == {"quieted": False, "env": "active"}

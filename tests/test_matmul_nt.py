@@ -59,23 +59,23 @@ def test_empty_inner_dimension() -> None:
 
 
 @pytest.mark.parametrize("k,m,n,threads", [(1600, 40, 96, 2), (1600, 40, 96, 3), (1600, 40, 96, 1), (9, 5, 7, 2),
-                                           (70, 33, 1100, 2)])
+                                           (70, 33, 1100, 2), (4000, 64, 64, 4)])
 def test_transposed_product_by_blocks_of_the_inner_axis(k: int, m: int, n: int, threads: int) -> None:
-    """matmul_t_blocks(z, g) = z.T @ g from z itself: split along k, partial products added."""
-    from specc.codegen.cpu_shared import matmul_t_blocks
+    """matmul_t_rows(z, g) = z.T @ g from z itself: split along k, partial products added."""
+    from specc.runtime import matmul_t_rows
 
     rng = np.random.default_rng(k + m + n)
     z = rng.standard_normal((k, m)).astype(np.float32)
     g = rng.standard_normal((k, n)).astype(np.float32)
     out = np.full((m, n), np.nan, np.float32)
-    matmul_t_blocks(z, g, out, threads)
+    matmul_t_rows(z, g, out, threads)
     want = z.T.astype(np.float64) @ g.astype(np.float64)
     scale = np.abs(z.T).astype(np.float64) @ np.abs(g).astype(np.float64)
     assert np.all(np.abs(out - want) <= 2e-6 * scale)
 
 
 def test_weight_gradients_read_the_transposed_operand_in_place() -> None:
-    """The LSTM's weight gradient z.T @ dG: no transposed copy of z, matmul_t_blocks reads z."""
+    """The LSTM's weight gradient z.T @ dG: no transposed copy of z, matmul_t_rows reads z."""
     from pathlib import Path
 
     import specc
@@ -84,5 +84,20 @@ def test_weight_gradients_read_the_transposed_operand_in_place() -> None:
 
     model = specc.compile(str(Path(__file__).resolve().parent.parent / "specs" / "lstm.nn"))
     src = generator("cpu").generate(passes.optimize(model.grad_program().graph), "g").source
-    assert "matmul_t_blocks(" in src and "= v40.T  # a view" in src
+    assert "matmul_t_rows(v40, " in src and "= v40.T  # a view" in src
     assert "v51[i0, i1] = v40[i1, i0]" not in src  # the copy it replaces
+
+
+@pytest.mark.parametrize("m,threads", [(3000, 2), (3000, 3), (40, 2), (3000, 1)])
+def test_product_by_blocks_of_rows(m: int, threads: int) -> None:
+    """matmul_rows(a, b, out): blocks of rows on the kernel's threads, each np.dot into its rows of out."""
+    from specc.runtime import matmul_rows
+
+    rng = np.random.default_rng(m + threads)
+    a = rng.standard_normal((m, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 50)).astype(np.float32)
+    out = np.full((m, 50), np.nan, np.float32)
+    matmul_rows(a, b, out, threads)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    matmul_rows(a, np.ascontiguousarray(b.T).T, out, threads)  # a transposed (F-ordered) right operand
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)

@@ -60,7 +60,7 @@ NJIT_NOGIL = '@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogi
 NP_DTYPES = {"f32": "np.float32", "f64": "np.float64", "i32": "np.int32"}
 
 # Names generated code uses for itself; a spec value with one of them gets a suffix.
-GLOBALS = {"np", "njit", "run_row_blocks", "matmul_blocks", "matmul_nt", "matmul_t_blocks", "range", "min", "max", "abs", "int", "float", "len",
+GLOBALS = {"np", "njit", "run_row_blocks", "matmul_rows", "matmul_t_rows", "matmul_nt", "range", "min", "max", "abs", "int", "float", "len",
            "print", "IndexError", "None", "True", "False"}
 RESERVED = set(keyword.kwlist) | GLOBALS | {ENTRY, THREADS}
 LOOP_INDEX = re.compile(r"[ijku]\d+$")  # loop indices (i0, j1, k2, u0): reserved as a family
@@ -114,7 +114,7 @@ class Emitter:
         self.functions: dict[str, str] = {}  # functions split out of the entry (row-wise recurrences)
         self.in_rows = False  # emitting the body of a function over a block of batch rows
         self.splits: list[tuple[int, str, str]] = []  # (line, Python statement, comment) between parts
-        self.uses_threads = False  # some code splits work across the kernel's threads
+        self.runtime_calls: set[str] = set()  # functions of specc.runtime the entry calls between parts
         self.transposed: dict[int, str] = {}  # a recurrence's constant matrix -> its transpose, made before the loop
         self.product_transposes: set[int] = set()  # 2-D transposes only top-level products read: x.T, no copy
         self.transpose_of: dict[int, str] = {}  # such a transpose -> the C array it transposes
@@ -481,7 +481,7 @@ class CpuGenerator:
         args = [e.define(v) for v in lifted.inputs]
         e.emit_graph(lifted)
         results = [e.name(v) for v in lifted.outputs]
-        threads = bool(e.splits) or e.uses_threads
+        threads = bool(e.splits)
         dim_args = [e.dim_names[s] for s in dims] + ([THREADS] if threads else [])
 
         src = Lines()
@@ -499,14 +499,12 @@ class CpuGenerator:
         src()
         src("import numpy as np")
         src("from numba import njit")
-        if e.splits or e.uses_threads or e.shared:
+        if e.splits or e.shared:
             src()
-        if e.uses_threads:
-            e.shared.add("matmul_blocks")
         if e.shared:
             src(f"from specc.codegen.cpu_shared import {', '.join(sorted(e.shared))}")
         if e.splits:
-            src("from specc.runtime import run_row_blocks")
+            src(f"from specc.runtime import {', '.join(sorted(e.runtime_calls))}")
         for helper_source in (*e.helpers.values(), *e.functions.values()):
             src()
             src()
@@ -581,7 +579,7 @@ def _parts(e: Emitter, params: list[str], part_names: list[str]) -> str:
     out()
     out()
     out(f"def {ENTRY}({', '.join(params)}):")
-    out('    """The kernel\'s parts in turn; between them, recurrences run on threads (plain Python)."""')
+    out('    """The kernel\'s parts in turn; between them, recurrences and large products run on threads (plain Python)."""')
     return out.render() + entry.render()
 
 

@@ -208,8 +208,9 @@ def fused(e: Emitter, eqn: Eqn) -> None:
 
 
 # ---- matmul: BLAS through np.dot on 2-D views ------------------------------------------------
-# A product outside any loop goes through specc.codegen.cpu_shared.matmul_blocks, which splits a
-# large one by rows across the kernel's threads (BLAS itself stays on one thread).  A recurrence's
+# A product outside any loop that may be large ends the current part of the entry: the Python entry
+# calls specc.runtime.matmul_rows, which splits it by rows across the kernel's threads (BLAS itself
+# stays on one thread).  A recurrence's
 # step times a matrix that is the same for every step goes through matmul_nt, with the matrix
 # transposed once before the loop (see _transpose_constants).
 @cpu("matmul")
@@ -225,13 +226,15 @@ def matmul(e: Emitter, eqn: Eqn) -> None:
             rows = e.count(a.shape[:-1])
             x = _view(e, x, f"({rows}, {e.dim(a.shape[-1])})")
             o = _view(e, o, f"({rows}, {e.dim(b.shape[1])})" if b.type.rank == 2 else f"({rows},)")
-        if a.type.rank >= 2 and b.type.rank == 2 and e.lines.depth == 1 and not e.in_rows:  # not per step: may use threads
-            e.uses_threads = True
+        if a.type.rank >= 2 and b.type.rank == 2 and e.lines.depth == 1 and not e.in_rows and _may_be_large(a, b):
+            # not per step, and maybe large: blocks of rows on the kernel's threads, from the Python entry
             if a.uid in e.transpose_of:  # a = z.T: read from z, split along the inner axis
-                e.shared.add("matmul_t_blocks")
-                e.lines(f"matmul_t_blocks({e.transpose_of[a.uid]}, {w}, {o}, {THREADS})")
+                e.runtime_calls.add("matmul_t_rows")
+                e.split(f"matmul_t_rows({e.transpose_of[a.uid]}, {w}, {o}, {THREADS})",
+                        "a product z.T @ g: blocks of the inner axis on threads")
             else:
-                e.lines(f"matmul_blocks({x}, {w}, {o}, {THREADS})")
+                e.runtime_calls.add("matmul_rows")
+                e.split(f"matmul_rows({x}, {w}, {o}, {THREADS})", "a product: blocks of rows on threads")
         elif a.type.rank >= 2 and b.uid in e.transposed:  # a step's product with a constant matrix
             e.shared.add("matmul_nt")
             e.lines(f"matmul_nt({x}, {w}, {e.transposed[b.uid]}, {o})")
@@ -245,6 +248,18 @@ def matmul(e: Emitter, eqn: Eqn) -> None:
         o = _view(e, o, f"({nb}, {m}, {n})")
         with e.lines.block(f"for i0 in range({nb}):"):
             e.lines(f"np.dot({x}[i0], {w}[i0], {o}[i0])")
+
+
+def _may_be_large(a: Value, b: Value) -> bool:
+    """Whether a product may reach specc.runtime.MIN_PARALLEL_MACS (any size with a symbolic dim does)."""
+    from ..runtime import MIN_PARALLEL_MACS
+
+    macs = 1
+    for d in (*a.shape, b.shape[-1]):
+        if not d.is_const:
+            return True
+        macs *= d.value
+    return macs >= MIN_PARALLEL_MACS
 
 
 def _view(e: Emitter, array: str, shape: str) -> str:
@@ -661,6 +676,7 @@ def _scan_by_rows(e: Emitter, eqn: Eqn, history: list[str], plan: RowPlan) -> No
     e.functions[name] = (f"{NJIT_NOGIL}\ndef {name}({args}, {lo}, {hi}):\n"
                          f'    """The recurrence of lines {_lines_of(eqn)} on rows {lo}:{hi} of the batch."""\n'
                          f"{code}")
+    e.runtime_calls.add("run_row_blocks")
     e.split(f"run_row_blocks({name}, ({args},), {rows}, {THREADS})",
             f"rows are independent: {name} runs on one block of rows per thread")
 

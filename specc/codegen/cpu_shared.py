@@ -5,12 +5,6 @@ Out: ``@njit`` functions that a spec's kernels call, so that a new spec does not
 compile them again: Numba loads them from its on-disk cache the first time a
 module's kernel is compiled against them.
 
-``matmul_blocks`` is a product ``out = a @ b`` of 2-D C arrays split by rows of
-``a`` across threads (a ``prange``; each block calls BLAS on one thread).  Its
-parallel wrapper is costly to compile (a few seconds), which is why it lives here
-and not in each generated module.  ``matmul_t_blocks`` is ``a.T @ b`` read from ``a``
-itself (no transposed copy), split across threads along the inner axis.
-
 ``matmul_nt`` is the product of a recurrence's step, ``h[t-1] @ W`` with a few rows and
 a weight matrix that stays the same for every step: the recurrence transposes ``W``
 once before its loop and the step multiplies row by row of ``W.T`` (dot products over
@@ -22,66 +16,7 @@ step's product time (benchmarks/gemm_step.py).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
-
-# below this many multiply-adds a product runs on one thread: a parallel launch costs
-# ~10-20 microseconds, about what one core does in 2^21 multiply-adds
-MIN_PARALLEL_MACS = 1 << 21
-MIN_BLOCK_ROWS = 16  # thinner blocks make BLAS run its small-matrix paths
-
-_PRANGE = {"prange": True, "numpy": False, "setitem": False, "reduction": False, "comprehension": False,
-           "stencil": False, "fusion": False, "inplace_binop": False}
-
-
-@njit(cache=True, error_model="numpy", parallel=_PRANGE)
-def _matmul_rows(a, b, out, blocks):
-    m = a.shape[0]
-    for k in prange(blocks):
-        lo = k * m // blocks
-        hi = (k + 1) * m // blocks
-        np.dot(a[lo:hi], b, out[lo:hi])
-
-
-@njit(cache=True, error_model="numpy")
-def matmul_blocks(a, b, out, threads):
-    """``np.dot(a, b, out)`` on up to ``threads`` threads, by blocks of rows of ``a``."""
-    m, k = a.shape
-    blocks = min(threads, m // MIN_BLOCK_ROWS)
-    if blocks < 2 or m * k * b.shape[1] < MIN_PARALLEL_MACS:
-        np.dot(a, b, out)
-    else:
-        _matmul_rows(a, b, out, blocks)
-
-
-@njit(cache=True, error_model="numpy", parallel=_PRANGE)
-def _matmul_inner(at, b, partial, blocks):
-    k = at.shape[0]
-    for p in prange(blocks):
-        lo = p * k // blocks
-        hi = (p + 1) * k // blocks
-        np.dot(at[lo:hi].T, b[lo:hi], partial[p])
-
-
-@njit(cache=True, error_model="numpy")
-def matmul_t_blocks(at, b, out, threads):
-    """``np.dot(at.T, b, out)`` for a C array ``at`` (a weight gradient ``z.T @ g``), on up to
-    ``threads`` threads: split along the inner axis, where both operands' blocks are contiguous
-    (BLAS reads ``at[lo:hi]`` transposed, no copy); one partial product per thread, added after."""
-    k, m = at.shape
-    n = b.shape[1]
-    blocks = min(threads, k // MIN_BLOCK_ROWS)
-    if blocks < 2 or m * k * n < MIN_PARALLEL_MACS:
-        np.dot(at.T, b, out)
-        return
-    partial = np.empty((blocks, m, n), out.dtype)
-    _matmul_inner(at, b, partial, blocks)
-    for i in range(m):
-        for j in range(n):
-            s = partial[0, i, j]
-            for p in range(1, blocks):
-                s += partial[p, i, j]
-            out[i, j] = s
-
+from numba import njit
 
 # matmul_nt uses its own kernel where it measured faster than OpenBLAS on one core
 # (benchmarks/gemm_step.py): at least 4 rows, and a weight matrix with 256+ rows or 128K+ elements
@@ -186,4 +121,4 @@ def adam_step(p, g, m, v, b1, omb1, b2, omb2, c1, c2, lr, eps):
     return p2, m2, v2
 
 
-__all__ = ["MIN_PARALLEL_MACS", "adam_step", "matmul_blocks", "matmul_nt", "matmul_t_blocks"]
+__all__ = ["adam_step", "matmul_nt"]

@@ -22,8 +22,8 @@ Entry: run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_
 import numpy as np
 from numba import njit
 
-from specc.codegen.cpu_shared import matmul_blocks, matmul_nt
-from specc.runtime import run_row_blocks
+from specc.codegen.cpu_shared import matmul_nt
+from specc.runtime import matmul_rows, run_row_blocks
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
@@ -151,7 +151,7 @@ def scan_c(v7, T, h_c, v0, h_h, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
+def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B):
     # lstm.nn:36 full: init h = zeros([B, H])
     v0 = np.full((B, 64), np.float32(0.0), np.float32)
 
@@ -193,7 +193,11 @@ def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
     v2 = np.empty((T, B, 256), np.float32)
     x_2d = x.reshape((B * T, 8))
     v2_2d = v2.reshape((B * T, 256))
-    matmul_blocks(x_2d, v1, v2_2d, threads)
+    return (v0, v1, v2, x_2d, v2_2d)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B):
     # lstm.nn:39 getitem
     # v3[i0, i1, i2] is v2[i0, i1, i2], read in place (no copy)
 
@@ -224,11 +228,11 @@ def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
     # lstm.nn:35 scan: recur t over x {
     h_c = np.empty((T, B, 64), np.float32)
     h_h = np.empty((T, B, 64), np.float32)
-    return (v0, v2, v7, h_c, h_h)
+    return (v7, h_c, h_h)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part1(y, logits_W, logits_b, T, B, threads, h_h):
+def run_part2(T, B, h_h):
 
     # lstm.nn:51 getitem: logits = dense(h[-1], 10)
     k = wrap_index(-1, T)
@@ -239,7 +243,11 @@ def run_part1(y, logits_W, logits_b, T, B, threads, h_h):
 
     # std.nn:11 matmul: return x @ W + b
     v33 = np.empty((B, 10), np.float32)
-    matmul_blocks(v32, logits_W, v33, threads)
+    return (v32, v33)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def run_part3(y, logits_b, B, v33):
     # std.nn:11 add
     logits = np.empty((B, 10), np.float32)
     for i0 in range(B):
@@ -285,8 +293,14 @@ def run_part1(y, logits_W, logits_b, T, B, threads, h_h):
 
 
 def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, logits_b, T, B, threads):
-    """The kernel's parts in turn; between them, recurrences run on threads (plain Python)."""
-    v0, v2, v7, h_c, h_h = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads)
+    """The kernel's parts in turn; between them, recurrences and large products run on threads (plain Python)."""
+    v0, v1, v2, x_2d, v2_2d = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B)
+    # a product: blocks of rows on threads
+    matmul_rows(x_2d, v1, v2_2d, threads)
+    v7, h_c, h_h = run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B)
     # rows are independent: scan_c runs on one block of rows per thread
     run_row_blocks(scan_c, (v7, T, h_c, v0, h_h, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
-    return run_part1(y, logits_W, logits_b, T, B, threads, h_h)
+    v32, v33 = run_part2(T, B, h_h)
+    # a product: blocks of rows on threads
+    matmul_rows(v32, logits_W, v33, threads)
+    return run_part3(y, logits_b, B, v33)

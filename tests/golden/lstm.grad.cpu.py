@@ -22,8 +22,8 @@ Entry: run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_
 import numpy as np
 from numba import njit
 
-from specc.codegen.cpu_shared import matmul_blocks, matmul_nt, matmul_t_blocks
-from specc.runtime import run_row_blocks
+from specc.codegen.cpu_shared import matmul_nt
+from specc.runtime import matmul_rows, matmul_t_rows, run_row_blocks
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
@@ -272,7 +272,7 @@ def scan_d_c_carry1(v60, T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, s
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
+def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B):
     # lstm.nn:36 full: init h = zeros([B, H])
     v0 = np.full((B, 64), np.float32(0.0), np.float32)
 
@@ -314,7 +314,11 @@ def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
     v2 = np.empty((T, B, 256), np.float32)
     x_2d = x.reshape((B * T, 8))
     v2_2d = v2.reshape((B * T, 256))
-    matmul_blocks(x_2d, v1, v2_2d, threads)
+    return (v0, v1, v2, x_2d, v2_2d)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B):
     # lstm.nn:39 getitem
     # v3[i0, i1, i2] is v2[i0, i1, i2], read in place (no copy)
 
@@ -350,11 +354,11 @@ def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads):
     v12 = np.empty((T, B, 64), np.float32)
     v13 = np.empty((T, B, 64), np.float32)
     v14 = np.empty((T, B, 64), np.float32)
-    return (v0, v2, v7, v8, v9, v10, v11, v12, v13, v14)
+    return (v7, v8, v9, v10, v11, v12, v13, v14)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, threads, v9, v0, v8):
+def run_part2(T, B, v9):
 
     # lstm.nn:51 getitem: logits = dense(h[-1], 10)
     k = wrap_index(-1, T)
@@ -365,7 +369,11 @@ def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, thread
 
     # std.nn:11 matmul: return x @ W + b
     v41 = np.empty((B, 10), np.float32)
-    matmul_blocks(v40, logits_W, v41, threads)
+    return (v40, v41)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def run_part3(y, logits_W, logits_b, B, v41):
     # std.nn:11 add
     logits = np.empty((B, 10), np.float32)
     for i0 in range(B):
@@ -441,12 +449,20 @@ def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, thread
     v49 = logits_W.T  # a view: BLAS reads it transposed in place
     # std.nn:11 matmul
     v50 = np.empty((B, 64), np.float32)
-    matmul_blocks(d_logits, v49, v50, threads)
+    return (loss, probs, d_logits, d_logits_b, v49, v50)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def run_part4(v40):
     # std.nn:11 transpose
     v51 = v40.T  # a view: BLAS reads it transposed in place
     # std.nn:11 matmul
     d_logits_W = np.empty((64, 10), np.float32)
-    matmul_t_blocks(v40, d_logits, d_logits_W, threads)
+    return (d_logits_W,)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def run_part5(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, v50, v0, v8, v9):
 
     # lstm.nn:51 getitem_grad: logits = dense(h[-1], 10)
     d_h_h = np.full((T, B, 64), np.float32(0.0), np.float32)
@@ -531,11 +547,11 @@ def run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, thread
     v61 = np.empty((T, B, 64), np.float32)
     v62 = np.empty((T, B, 64), np.float32)
     d_h_W_f_g_d_h_W_c_g = np.empty((T, B, 256), np.float32)
-    return (loss, probs, d_logits_b, d_logits_W, d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g)
+    return (d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part2(T, B, threads, h_z, d_h_W_f_g_d_h_W_c_g, loss, probs, d_logits_W, d_logits_b):
+def run_part6(T, B, h_z, d_h_W_f_g_d_h_W_c_g):
     # lstm.nn:39 reshape
     v88 = h_z.reshape((B * T, 72))
     # lstm.nn:39 transpose
@@ -568,7 +584,11 @@ def run_part2(T, B, threads, h_z, d_h_W_f_g_d_h_W_c_g, loss, probs, d_logits_W, 
     v94 = d_h_W_f_g_d_h_W_c_g.reshape((B * T, 256))
     # lstm.nn:39 matmul
     v95 = np.empty((72, 256), np.float32)
-    matmul_t_blocks(v88, v94, v95, threads)
+    return (v88, v90, v91, v92, v93, v94, v95)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def run_part7(v95, v90, loss, probs, v91, v92, v93, d_logits_W, d_logits_b):
     # lstm.nn:39 getitem
     v96 = np.empty((72, 64), np.float32)
     for i0 in range(72):
@@ -601,11 +621,26 @@ def run_part2(T, B, threads, h_z, d_h_W_f_g_d_h_W_c_g, loss, probs, d_logits_W, 
 
 
 def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, logits_b, T, B, threads):
-    """The kernel's parts in turn; between them, recurrences run on threads (plain Python)."""
-    v0, v2, v7, v8, v9, v10, v11, v12, v13, v14 = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, threads)
+    """The kernel's parts in turn; between them, recurrences and large products run on threads (plain Python)."""
+    v0, v1, v2, x_2d, v2_2d = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B)
+    # a product: blocks of rows on threads
+    matmul_rows(x_2d, v1, v2_2d, threads)
+    v7, v8, v9, v10, v11, v12, v13, v14 = run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B)
     # rows are independent: scan_c runs on one block of rows per thread
     run_row_blocks(scan_c, (v7, T, v8, v0, v9, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
-    loss, probs, d_logits_b, d_logits_W, d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g = run_part1(x, y, h_W_f, h_W_i, h_W_o, h_W_c, logits_W, logits_b, T, B, threads, v9, v0, v8)
+    v40, v41 = run_part2(T, B, v9)
+    # a product: blocks of rows on threads
+    matmul_rows(v40, logits_W, v41, threads)
+    loss, probs, d_logits, d_logits_b, v49, v50 = run_part3(y, logits_W, logits_b, B, v41)
+    # a product: blocks of rows on threads
+    matmul_rows(d_logits, v49, v50, threads)
+    d_logits_W, = run_part4(v40)
+    # a product z.T @ g: blocks of the inner axis on threads
+    matmul_t_rows(v40, d_logits, d_logits_W, threads)
+    d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g = run_part5(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, v50, v0, v8, v9)
     # rows are independent: scan_d_c_carry1 runs on one block of rows per thread
     run_row_blocks(scan_d_c_carry1, (v60, T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, start, d_h_W_f_g_d_h_W_c_g,), B, threads)
-    return run_part2(T, B, threads, h_z, d_h_W_f_g_d_h_W_c_g, loss, probs, d_logits_W, d_logits_b)
+    v88, v90, v91, v92, v93, v94, v95 = run_part6(T, B, h_z, d_h_W_f_g_d_h_W_c_g)
+    # a product z.T @ g: blocks of the inner axis on threads
+    matmul_t_rows(v88, v94, v95, threads)
+    return run_part7(v95, v90, loss, probs, v91, v92, v93, d_logits_W, d_logits_b)
