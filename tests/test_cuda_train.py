@@ -251,3 +251,30 @@ def test_optimizer_kernels_compile_to_ptx():
     sizes = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(sizes) == 11 and all(n > 0 for n in sizes.values())
 
+
+
+# ---- every spec trains on the device --------------------------------------------------------------
+SPECS = sorted((ROOT / "specs").glob("*.nn"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_every_spec_trains_on_the_device(cuda, tmp_path, capsys, path):
+    """`specc train --target cuda` (parameters and optimizer on the device) on each spec of specs/, its
+    sizes shrunk, one epoch of one batch: the same losses and metrics as the interpreter's run."""
+    from specc.cli import main, random_inputs
+    from test_codegen_cuda import shrink
+
+    spec = tmp_path / path.name
+    spec.write_text(shrink(path.read_text()))
+    model = specc.compile(str(spec), target="interp")
+    rng = np.random.default_rng(1)
+    data = {k: rng.uniform(size=v.shape) if v.dtype.kind == "f" else v  # floats in [0, 1]: BCE targets too
+            for k, v in random_inputs(model, {"B": 4, "T": 2}, 0).items()}
+    np.savez(tmp_path / "d.npz", **data)
+    final = {}
+    for target in ("cuda", "interp"):
+        argv = ["train", str(spec), "--data", str(tmp_path / "d.npz"), "--target", target, "--epochs", "1",
+                "--batch", "2", "--val-split", "0.5", "--quiet", "--json", "-o", str(tmp_path / f"{target}.npz")]
+        assert main(argv) == 0
+        final[target] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["final"]
+    assert final["cuda"] == pytest.approx(final["interp"], rel=1e-4, abs=1e-6)
