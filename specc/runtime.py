@@ -206,9 +206,9 @@ def _in_blocks(fn: Callable[[int, int], Any], n: int, blocks: int) -> list[Any]:
     return [first, *(f.result() for f in futures)]
 
 
-# a product below this many multiply-adds runs on one thread: handing a block to another thread
-# costs ~20-50 microseconds, about what one core does in 2^21 multiply-adds
-MIN_PARALLEL_MACS = 1 << 21
+# a product below this many multiply-adds runs on one thread: handing a block to another Python
+# thread costs ~20-50 microseconds, about what one core does in 2^22 multiply-adds
+MIN_PARALLEL_MACS = 1 << 22
 MIN_PRODUCT_ROWS = 16  # thinner blocks make BLAS run its small-matrix paths
 
 
