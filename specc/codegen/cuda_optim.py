@@ -103,6 +103,21 @@ def adamw(p, g, m, v, scale, lr_wd, decay, lr, b1, omb1, b2, omb2, c1, c2, eps):
 
 
 # ---- the global norm ------------------------------------------------------------------------------------
+@cuda.jit(device=True)
+def block_sum(acc, tid, total):
+    """The sum of every thread's ``total`` over the block, in thread 0: a tree in the shared array ``acc``
+    (NORM_THREADS float64), always in the same order."""
+    acc[tid] = total
+    cuda.syncthreads()
+    half = NORM_THREADS // 2
+    while half > 0:
+        if tid < half:
+            acc[tid] += acc[tid + half]
+        cuda.syncthreads()
+        half //= 2
+    return acc[0]
+
+
 @cuda.jit(cache=True)
 def sum_squares(g, partials, base):
     """partials[base + block] = the sum of g[i]^2 (float64) over the elements this block's threads stride over."""
@@ -112,16 +127,9 @@ def sum_squares(g, partials, base):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         x = float(g[i])
         total += x * x
-    acc[tid] = total
-    cuda.syncthreads()
-    half = NORM_THREADS // 2
-    while half > 0:
-        if tid < half:
-            acc[tid] += acc[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    total = block_sum(acc, tid, total)
     if tid == 0:
-        partials[base + cuda.blockIdx.x] = acc[0]
+        partials[base + cuda.blockIdx.x] = total
 
 
 @cuda.jit(cache=True)
@@ -132,16 +140,9 @@ def sum_partials(partials, out):
     total = 0.0
     for i in range(tid, partials.size, NORM_THREADS):
         total += partials[i]
-    acc[tid] = total
-    cuda.syncthreads()
-    half = NORM_THREADS // 2
-    while half > 0:
-        if tid < half:
-            acc[tid] += acc[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    total = block_sum(acc, tid, total)
     if tid == 0:
-        out[0] = acc[0]
+        out[0] = total
 
 
 # ---- the optimizer holding a run's parameters and state on the device -------------------------------------
