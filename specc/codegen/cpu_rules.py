@@ -158,14 +158,21 @@ def _indicator(e: Emitter, q: Eqn, condition: str) -> str:
     return f"({e.lit(1.0, _dt(q))} if {condition} else {e.lit(0.0, _dt(q))})"
 
 
-@cpu(*(name for name in SCALAR if name not in CONSTANT))
-def elementwise(e: Emitter, eqn: Eqn) -> None:
-    """One loop nest over the output; operands broadcast by their index expressions."""
-    (out,) = eqn.outputs
-    o = e.alloc(out)
-    with e.loops(out.shape) as idx:
-        args = [e.element(v, idx, out.shape) for v in eqn.inputs]
-        e.lines(f"{e.at(o, idx)} = {SCALAR[eqn.op](e, eqn, args)}")
+def elementwise_with(scalar: dict[str, ScalarRule]) -> Callable[[Emitter, Eqn], None]:
+    """The elementwise rule of a target whose scalar templates are ``scalar`` (the CUDA rules use it too):
+    one output element per iteration of ``e.parallel`` (a loop nest on the CPU, threads on CUDA)."""
+    def elementwise(e: Emitter, eqn: Eqn) -> None:
+        """Operands broadcast by their index expressions."""
+        (out,) = eqn.outputs
+        o = e.alloc(out)
+        with e.phase(eqn.op), e.parallel(out.shape) as idx:
+            args = [e.element(v, idx, out.shape) for v in eqn.inputs]
+            e.lines(f"{e.at(o, idx)} = {scalar[eqn.op](e, eqn, args)}")
+
+    return elementwise
+
+
+cpu(*(name for name in SCALAR if name not in CONSTANT))(elementwise_with(SCALAR))
 
 
 @cpu(*CONSTANT)
@@ -182,29 +189,35 @@ def constant(e: Emitter, eqn: Eqn) -> None:
         e.lines(f"{e.alloc(out)}[()] = {value}")
 
 
-@cpu("fused")
-def fused(e: Emitter, eqn: Eqn) -> None:
-    """One loop nest for the whole group: each body value is a scalar local of one iteration."""
-    body = eqn.params["body"]
-    for bv, v in zip(body.inputs, eqn.inputs):
-        e.alias(bv, v)
-    outs = [e.alloc(v) for v in eqn.outputs]
-    domain = eqn.outputs[0].shape
-    for v in eqn.outputs[1:]:
-        domain = broadcast(domain, v.shape)
-    with e.loops(domain) as idx:
-        for be in body.eqns:
-            (bo,) = be.outputs
-            expr = SCALAR[be.op](e, be, [e.element(v, idx, domain) for v in be.inputs])
-            if be.op in CONSTANT:  # a literal where it is read
-                e.consts[bo.uid] = expr
-            else:
-                e.head(be)
-                e.lines(f"{e.local(bo)} = {expr}")
-        for o, v, bo in zip(outs, eqn.outputs, body.outputs):
-            e.lines(f"{e.at(o, e.broadcast_index(v.shape, idx, domain))} = {e.element(bo, idx, domain)}")
-    for bv in (*body.inputs, *(be.outputs[0] for be in body.eqns)):
-        e.scalars.pop(bv.uid, None)
+def fused_with(scalar: dict[str, ScalarRule]) -> Callable[[Emitter, Eqn], None]:
+    """The rule of a fused group for a target whose scalar templates are ``scalar`` (CUDA's too): one
+    iteration of ``e.parallel`` over the group's domain, each body value a scalar local of it."""
+    def fused(e: Emitter, eqn: Eqn) -> None:
+        body = eqn.params["body"]
+        for bv, v in zip(body.inputs, eqn.inputs):
+            e.alias(bv, v)
+        outs = [e.alloc(v) for v in eqn.outputs]
+        domain = eqn.outputs[0].shape
+        for v in eqn.outputs[1:]:
+            domain = broadcast(domain, v.shape)
+        with e.phase("fused"), e.parallel(domain) as idx:
+            for be in body.eqns:
+                (bo,) = be.outputs
+                expr = scalar[be.op](e, be, [e.element(v, idx, domain) for v in be.inputs])
+                if be.op in CONSTANT:  # a literal where it is read
+                    e.consts[bo.uid] = expr
+                else:
+                    e.head(be)
+                    e.lines(f"{e.local(bo)} = {expr}")
+            for o, v, bo in zip(outs, eqn.outputs, body.outputs):
+                e.lines(f"{e.at(o, e.broadcast_index(v.shape, idx, domain))} = {e.element(bo, idx, domain)}")
+        for bv in (*body.inputs, *(be.outputs[0] for be in body.eqns)):
+            e.scalars.pop(bv.uid, None)
+
+    return fused
+
+
+cpu("fused")(fused_with(SCALAR))
 
 
 # ---- matmul: BLAS through np.dot on 2-D views ------------------------------------------------

@@ -23,11 +23,10 @@ from contextlib import ExitStack
 from ..dims import Dim
 from ..ir import Eqn, Value
 from ..ops import REGISTRY
-from ..ops.core import broadcast
 from ..ops.scan import split_inputs
 from . import lowering
 from .cpu_rules import SCALAR as CPU_SCALAR
-from .cpu_rules import _dt, _helper, _index_map, _pool_size, _position, _taps, _window
+from .cpu_rules import _dt, _helper, _index_map, _pool_size, _position, _taps, _window, elementwise_with, fused_with
 from .cuda import DEVICE_JIT, TARGET, CudaEmitter
 
 ScalarRule = Callable[[CudaEmitter, Eqn, Sequence[str]], str]
@@ -195,14 +194,7 @@ SCALAR.update({
 CONSTANT = ("full", "size")
 
 
-@cuda_rule(*(name for name in SCALAR if name not in CONSTANT))
-def elementwise(e: CudaEmitter, eqn: Eqn) -> None:
-    """One thread per output element; operands broadcast by their index expressions."""
-    (out,) = eqn.outputs
-    o = e.alloc(out)
-    with e.phase(eqn.op), e.parallel(out.shape) as idx:
-        args = [e.element(v, idx, out.shape) for v in eqn.inputs]
-        e.lines(f"{e.at(o, idx)} = {SCALAR[eqn.op](e, eqn, args)}")
+cuda_rule(*(name for name in SCALAR if name not in CONSTANT))(elementwise_with(SCALAR))  # one thread per element
 
 
 @cuda_rule(*CONSTANT)
@@ -219,29 +211,7 @@ def constant(e: CudaEmitter, eqn: Eqn) -> None:
         e.lines(f"{e.at(o, idx)} = {value}")
 
 
-@cuda_rule("fused")
-def fused(e: CudaEmitter, eqn: Eqn) -> None:
-    """One thread per element of the group's domain: each body value is a local of that thread."""
-    body = eqn.params["body"]
-    for bv, v in zip(body.inputs, eqn.inputs):
-        e.alias(bv, v)
-    outs = [e.alloc(v) for v in eqn.outputs]
-    domain = eqn.outputs[0].shape
-    for v in eqn.outputs[1:]:
-        domain = broadcast(domain, v.shape)
-    with e.phase("fused"), e.parallel(domain) as idx:
-        for be in body.eqns:
-            (bo,) = be.outputs
-            expr = SCALAR[be.op](e, be, [e.element(v, idx, domain) for v in be.inputs])
-            if be.op in CONSTANT:
-                e.consts[bo.uid] = expr
-            else:
-                e.head(be)
-                e.lines(f"{e.local(bo)} = {expr}")
-        for o, v, bo in zip(outs, eqn.outputs, body.outputs):
-            e.lines(f"{e.at(o, e.broadcast_index(v.shape, idx, domain))} = {e.element(bo, idx, domain)}")
-    for bv in (*body.inputs, *(be.outputs[0] for be in body.eqns)):
-        e.scalars.pop(bv.uid, None)
+cuda_rule("fused")(fused_with(SCALAR))  # one thread per element of the domain, the body in its registers
 
 
 # ---- matmul --------------------------------------------------------------------------------------
