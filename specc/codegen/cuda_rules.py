@@ -26,7 +26,8 @@ from ..ops import REGISTRY
 from ..ops.scan import split_inputs
 from . import lowering
 from .cpu_rules import SCALAR as CPU_SCALAR
-from .cpu_rules import _dt, _helper, _index_map, _pool_size, _position, _taps, _window, elementwise_with, fused_with
+from .cpu_rules import (_accumulate, _dt, _helper, _index_map, _paren, _pool_size, _position, _reduce_result, _row_max,
+                        _taps, _window, elementwise_with, fused_with)
 from .cuda import DEVICE_JIT, TARGET, CudaEmitter
 
 ScalarRule = Callable[[CudaEmitter, Eqn, Sequence[str]], str]
@@ -281,28 +282,11 @@ def reduce(e: CudaEmitter, eqn: Eqn) -> None:
         else:
             e.lines(f"{acc} = {'0.0' if x.type.is_float else '0'}")
         with e.loops([x.shape[ax] for ax in reduced], "j"):
-            if eqn.op == "max":
-                with e.lines.block(f"if {load} > {acc}:"):
-                    e.lines(f"{acc} = {load}")
-            else:
-                e.lines(f"{acc} += {load}")
-        if eqn.op == "mean":
-            e.lines(f"{dst} = {acc} / {_paren(e.count([x.shape[ax] for ax in reduced]))}")
-        else:
-            e.lines(f"{dst} = {acc}")
-
-
-def _paren(expr: str) -> str:
-    return expr if expr.isidentifier() or expr.isdigit() else f"({expr})"
+            _accumulate(e, eqn, acc, load)
+        _reduce_result(e, eqn, dst, acc, x, reduced)
 
 
 # ---- softmax family and losses -------------------------------------------------------------------
-def _row_max(e: CudaEmitter, m: str, n: str, load: str) -> None:
-    e.lines(f"{m} = -np.inf")
-    with e.lines.block(f"for j0 in range({n}):"), e.lines.block(f"if {load} > {m}:"):
-        e.lines(f"{m} = {load}")
-
-
 def _row_logsumexp(e: CudaEmitter, lse: str, m: str, s: str, n: str, load: str) -> None:
     e.lines(f"{s} = 0.0")
     with e.lines.block(f"for j0 in range({n}):"):
