@@ -25,7 +25,7 @@ import time
 import numpy as np
 from numba import njit
 
-from specc.codegen.cpu_math import MATH_HELPERS, array_fn
+from specc.codegen.cpu_math import MATH_HELPERS, array_fn, loop_over
 
 KINDS = ["exp", "expm1", "log", "tanh", "sigmoid", "softplus"]
 NP_DT = {"f32": np.float32, "f64": np.float64}
@@ -75,19 +75,6 @@ def libm_scalar(kind: str, dt: str):
     ns: dict = {"np": np}
     exec(src, ns)
     return njit(error_model="numpy")(ns["f"])
-
-
-def loop_of(f, dt: str):
-    ft = NP_DT[dt]
-
-    @njit(error_model="numpy")
-    def loop(x):
-        out = np.empty(x.shape[0], ft)
-        for i in range(x.shape[0]):
-            out[i] = f(x[i])
-        return out
-
-    return loop
 
 
 def numpy_fn(kind: str):
@@ -142,7 +129,7 @@ def main() -> None:
             with np.errstate(all="ignore"):
                 t_new = best(array_fn(kind, dt, True), x, args.repeats)
                 t_nc = best(array_fn(kind, dt, False), x, args.repeats)
-                t_cur = best(loop_of(libm_scalar(kind, dt), dt), x, args.repeats)
+                t_cur = best(loop_over(libm_scalar(kind, dt), dt, contract=False), x, args.repeats)
                 t_np = best(numpy_fn(kind), x, args.repeats)
             print(f"{kind + '_' + dt:<12}{t_new:8.2f}{t_nc:8.2f}{t_cur:9.2f}{t_np:8.2f}"
                   f"{t_cur / t_new:9.1f}{t_np / t_new:8.1f}", flush=True)

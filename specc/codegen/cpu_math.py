@@ -178,6 +178,19 @@ def _function(name: str, doc: str, body: list[str], result: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _expm1_reduction(dt: str) -> list[str]:
+    """From ``y``: y = k ln2 + r (Cody-Waite), ``pr`` = e^r - 1 by polynomial, ``n`` = k as an integer."""
+    d = _DT[dt]
+    L = lambda v: _lit(v, dt)  # noqa: E731
+    return [
+        f"k = np.rint(y * {L(1.4426950408889634)})",
+        f"r = y - k * {L(d['ln2_hi'])}",
+        f"r = r - k * {L(d['ln2_lo'])}",
+        f"pr = r + r * r * ({_horner('r', EXP_Q[dt], dt)})",  # e^r - 1
+        _int_of(dt, "n", "k"),
+    ]
+
+
 # ---- the helpers' sources ---------------------------------------------------------------------
 def exp_source(name: str, dt: str) -> str:
     return _function(name, "e^x without a libm call (vectorizes): k ln2 + r reduction, polynomial, 2^k from bits.",
@@ -193,11 +206,7 @@ def expm1_source(name: str, dt: str) -> str:
     body = [
         f"y = {L(d['exp_hi'])} if x > {L(d['exp_hi'])} else x",
         f"y = {L(lo)} if y < {L(lo)} else y",
-        f"k = np.rint(y * {L(1.4426950408889634)})",
-        f"r = y - k * {L(d['ln2_hi'])}",
-        f"r = r - k * {L(d['ln2_lo'])}",
-        f"pr = r + r * r * ({_horner('r', EXP_Q[dt], dt)})",  # e^r - 1
-        _int_of(dt, "n", "k"),
+        *_expm1_reduction(dt),
         "n1 = n >> 1",
         f"s1 = {it}((n1 + {bias}) << {mant}).view({ft})",
         f"s2 = {it}((n - n1 + {bias}) << {mant}).view({ft})",
@@ -225,11 +234,7 @@ def tanh_source(name: str, dt: str) -> str:
     body = [
         f"y = {L(-2.0)} * abs(x)",
         f"y = {L(lo)} if y < {L(lo)} else y",
-        f"k = np.rint(y * {L(1.4426950408889634)})",
-        f"r = y - k * {L(d['ln2_hi'])}",
-        f"r = r - k * {L(d['ln2_lo'])}",
-        f"pr = r + r * r * ({_horner('r', EXP_Q[dt], dt)})",  # e^r - 1
-        _int_of(dt, "n", "k"),
+        *_expm1_reduction(dt),
         f"s = {it}((n + {bias}) << {mant}).view({ft})",  # 2^k, k >= -116: a normal number
         f"m = (s - {L(1.0)}) + s * pr",  # e^y - 1 = 2^k - 1 + 2^k (e^r - 1)
         f"t = abs(m) / ({L(2.0)} + m)",  # (abs: m may be +0.0)
@@ -299,9 +304,13 @@ def array_fn(kind: str, dt: str, contract: bool = True):
 
     ``contract``: compile the loop with ``fastmath={"contract"}`` (as generated kernels should).
     """
+    return loop_over(compiled(kind, dt), dt, contract)
+
+
+def loop_over(f, dt: str, contract: bool = True):
+    """An njit loop ``out[i] = f(x[i])`` over a 1-D array (``f`` an njit scalar function), out of dtype ``dt``."""
     from numba import njit
 
-    f = compiled(kind, dt)
     ft = _NP_DT[dt]
 
     @njit(error_model="numpy", fastmath={"contract"} if contract else False)
@@ -314,5 +323,5 @@ def array_fn(kind: str, dt: str, contract: bool = True):
     return loop
 
 
-__all__ = ["MATH_HELPERS", "MAX_ULP", "NJIT_MATH", "array_fn", "compiled", "exp_source", "expm1_source", "log_source",
+__all__ = ["MATH_HELPERS", "MAX_ULP", "NJIT_MATH", "array_fn", "compiled", "exp_source", "expm1_source", "log_source", "loop_over",
            "sigmoid_source", "softplus_source", "tanh_source"]
