@@ -27,7 +27,7 @@ from ..ops.scan import split_inputs
 from . import lowering
 from .cpu_rules import SCALAR as CPU_SCALAR
 from .cpu_rules import (_accumulate, _dt, _helper, _index_map, _paren, _pool_size, _position, _reduce_result, _row_max,
-                        _taps, _window, elementwise_with, fused_with)
+                        _slice_start, _taps, _window, _wrap_index, elementwise_with, fused_with)
 from .cuda import DEVICE_JIT, TARGET, CudaEmitter
 
 ScalarRule = Callable[[CudaEmitter, Eqn, Sequence[str]], str]
@@ -102,27 +102,9 @@ def {name}(start, n, count, step):
 '''
 
 
-def _wrap_index_host(name: str, dt: str | None) -> str:
-    return f'''def {name}(i, n):
-    """NumPy's rule for an integer index: a negative one counts from the end."""
-    if i < 0:
-        i += n
-    if i < 0 or i >= n:
-        raise IndexError("index out of range")
-    return i
-'''
-
-
-def _slice_start_host(name: str, dt: str | None) -> str:
-    return f'''def {name}(start, n, count, step):
-    """NumPy's rule for a slice start (step > 0), checked against the length the shape rule gave."""
-    if start < 0:
-        start += n
-    start = min(max(start, 0), n)
-    if count > 0 and start + (count - 1) * step >= n:
-        raise IndexError("slice out of range")
-    return start
-'''
+def _plain(helper: Callable[[str, str | None], str]) -> Callable[[str, str | None], str]:
+    """A CPU helper's source without its ``@njit`` line: plain Python, for the host entry."""
+    return lambda name, dt: helper(name, dt).split("\n", 1)[1]
 
 
 def _gemm(name: str, dt: str) -> str:
@@ -166,8 +148,8 @@ DEVICE_HELPERS: dict[str, Callable[[str, str | None], str]] = {
     "gemm": _gemm,
 }
 HOST_HELPERS: dict[str, Callable[[str, str | None], str]] = {
-    "wrap_index": _wrap_index_host,
-    "slice_start": _slice_start_host,
+    "wrap_index": _plain(_wrap_index),  # checked on the host: it raises on an index out of range
+    "slice_start": _plain(_slice_start),
 }
 
 
