@@ -676,6 +676,7 @@ def _scan_by_rows(e: Emitter, eqn: Eqn, history: list[str], plan: RowPlan) -> No
     name = e.temp(f"scan_{sanitize(eqn.params['states'][0][0])}")
     lo, hi, nb = e.temp("lo"), e.temp("hi"), e.temp("nb")
     rows = e.dim(Dim.sym(plan.batch))
+    made = _transpose_constants(e, eqn, plan.inputs)  # in the part before: one copy for every block
     outer, e.lines = e.lines, Lines(depth=1)
     e.dim_names[plan.batch], e.in_rows = nb, True
     try:
@@ -684,6 +685,8 @@ def _scan_by_rows(e: Emitter, eqn: Eqn, history: list[str], plan: RowPlan) -> No
         code = e.lines.render()
     finally:
         e.lines, e.dim_names[plan.batch], e.in_rows = outer, rows, False
+        for uid in made:
+            del e.transposed[uid]
     free = free_names(code, set(e.helpers) | set(e.functions) | GLOBALS, {lo, hi})
     args = ", ".join(free)
     e.functions[name] = (f"{NJIT_NOGIL}\ndef {name}({args}, {lo}, {hi}):\n"
@@ -723,7 +726,7 @@ def _scan_loop(e: Emitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan, st
             e.views[bv.uid] = (v, shifted)
         else:
             e.lines(f"{e.define(bv)} = {e.name(v)}[{lo}:{rows[2]}]")
-    made = _transpose_constants(e, body, nc)
+    made = _transpose_constants(e, eqn, kinds)  # none left if the row blocks' caller made them
     with e.lines.block(f"for {n} in range({length}):"):
         e.lines(f"{t} = {length} - 1 - {n}" if p["reverse"] else f"{t} = {n}")
         for bv, v, kind in zip(body.inputs[nc:nc + ns], seqs, kinds[nc:nc + ns]):
@@ -765,19 +768,23 @@ def _scan_loop(e: Emitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan, st
         del e.transposed[uid]
 
 
-def _transpose_constants(e: Emitter, body: Graph, nc: int) -> list[int]:
-    """Before a recurrence's loop: ``W.T`` as a C array for each constant matrix ``W`` that a step
-    multiplies by (``h[t-1] @ W``), for ``matmul_nt``.  Returns the uids it bound."""
-    consts = {v.uid: v for v in body.inputs[:nc]}
+def _transpose_constants(e: Emitter, eqn: Eqn, kinds: Sequence[str]) -> list[int]:
+    """Before a recurrence's loop (before its row blocks: once, not per thread): ``W.T`` as a C array
+    for each constant matrix ``W`` that a step multiplies by (``h[t-1] @ W``), for ``matmul_nt``.
+    Returns the uids of the body inputs it bound."""
+    body = eqn.params["body"]
+    nc = eqn.params["n_consts"]
+    consts = {bv.uid: (v, kind) for bv, v, kind in zip(body.inputs[:nc], eqn.inputs[:nc], kinds)}
     made = []
     for be in body.eqns:
         if be.op != "matmul" or len(be.inputs) != 2:
             continue
         a, b = be.inputs
-        if (b.uid in consts and b.uid not in e.transposed and b.uid in e.arrays and b.type.rank == 2
-                and a.type.rank >= 2 and b.type.is_float):
-            name = e.temp(f"{e.name(b)}_t")
-            e.lines(f"{name} = np.ascontiguousarray({e.name(b)}.T)  # for matmul_nt: rows of {e.name(b)}.T")
+        v, kind = consts.get(b.uid, (None, ROW))
+        if (v is not None and kind != ROW and v.uid in e.arrays and b.uid not in e.transposed
+                and b.type.rank == 2 and a.type.rank >= 2 and b.type.is_float):
+            name = e.temp(f"{e.name(v)}_t")
+            e.lines(f"{name} = np.ascontiguousarray({e.name(v)}.T)  # for matmul_nt: rows of {e.name(v)}.T")
             e.transposed[b.uid] = name
             made.append(b.uid)
     return made

@@ -74,10 +74,9 @@ def wrap_index(i, n):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def scan_c(v7, T, h_c, v0, h_h, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
+def scan_c(T, h_c, v0, h_h, v7, v7_t, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
     """The recurrence of lines 39-44 on rows lo:hi of the batch."""
     nb = hi - lo
-    v7_t = np.ascontiguousarray(v7.T)  # for matmul_nt: rows of v7.T
     for n in range(T):
         t = n
         # v8 = row t of v3, read in place
@@ -228,7 +227,8 @@ def run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B):
     # lstm.nn:35 scan: recur t over x {
     h_c = np.empty((T, B, 64), np.float32)
     h_h = np.empty((T, B, 64), np.float32)
-    return (v7, h_c, h_h)
+    v7_t = np.ascontiguousarray(v7.T)  # for matmul_nt: rows of v7.T
+    return (v7, h_c, h_h, v7_t)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
@@ -297,9 +297,9 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     v0, v1, v2, x_2d, v2_2d = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B)
     # a product: blocks of rows on threads
     matmul_rows(x_2d, v1, v2_2d, threads)
-    v7, h_c, h_h = run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B)
+    v7, h_c, h_h, v7_t = run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B)
     # rows are independent: scan_c runs on one block of rows per thread
-    run_row_blocks(scan_c, (v7, T, h_c, v0, h_h, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
+    run_row_blocks(scan_c, (T, h_c, v0, h_h, v7, v7_t, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
     v32, v33 = run_part2(T, B, h_h)
     # a product: blocks of rows on threads
     matmul_rows(v32, logits_W, v33, threads)

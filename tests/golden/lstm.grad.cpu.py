@@ -85,10 +85,9 @@ def slice_start(start, n, count, step):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def scan_c(v7, T, v8, v0, v9, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
+def scan_c(T, v8, v0, v9, v7, v7_t, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
     """The recurrence of lines 39-44 on rows lo:hi of the batch."""
     nb = hi - lo
-    v7_t = np.ascontiguousarray(v7.T)  # for matmul_nt: rows of v7.T
     for n in range(T):
         t = n
         # v15 = row t of v3, read in place
@@ -172,10 +171,9 @@ def scan_c(v7, T, v8, v0, v9, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, 
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def scan_d_c_carry1(v60, T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, start, d_h_W_f_g_d_h_W_c_g, lo_1, hi_1):
+def scan_d_c_carry1(T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, start, d_h_W_f_g_d_h_W_c_g, v60, v60_t, lo_1, hi_1):
     """The recurrence of lines 35-44 on rows lo_1:hi_1 of the batch."""
     nb_1 = hi_1 - lo_1
-    v60_t = np.ascontiguousarray(v60.T)  # for matmul_nt: rows of v60.T
     for n_1 in range(T):
         t_1 = T - 1 - n_1
         # c_t_1_1 = row t_1 of c_prev1, read in place
@@ -354,7 +352,8 @@ def run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B):
     v12 = np.empty((T, B, 64), np.float32)
     v13 = np.empty((T, B, 64), np.float32)
     v14 = np.empty((T, B, 64), np.float32)
-    return (v7, v8, v9, v10, v11, v12, v13, v14)
+    v7_t = np.ascontiguousarray(v7.T)  # for matmul_nt: rows of v7.T
+    return (v7, v8, v9, v10, v11, v12, v13, v14, v7_t)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
@@ -547,7 +546,8 @@ def run_part5(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, v50, v0, v8, v9):
     v61 = np.empty((T, B, 64), np.float32)
     v62 = np.empty((T, B, 64), np.float32)
     d_h_W_f_g_d_h_W_c_g = np.empty((T, B, 256), np.float32)
-    return (d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g)
+    v60_t = np.ascontiguousarray(v60.T)  # for matmul_nt: rows of v60.T
+    return (d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g, v60_t)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
@@ -625,9 +625,9 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     v0, v1, v2, x_2d, v2_2d = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B)
     # a product: blocks of rows on threads
     matmul_rows(x_2d, v1, v2_2d, threads)
-    v7, v8, v9, v10, v11, v12, v13, v14 = run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B)
+    v7, v8, v9, v10, v11, v12, v13, v14, v7_t = run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B)
     # rows are independent: scan_c runs on one block of rows per thread
-    run_row_blocks(scan_c, (v7, T, v8, v0, v9, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
+    run_row_blocks(scan_c, (T, v8, v0, v9, v7, v7_t, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
     v40, v41 = run_part2(T, B, v9)
     # a product: blocks of rows on threads
     matmul_rows(v40, logits_W, v41, threads)
@@ -637,9 +637,9 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     d_logits_W, = run_part4(v40)
     # a product z.T @ g: blocks of the inner axis on threads
     matmul_t_rows(v40, d_logits, d_logits_W, threads)
-    d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g = run_part5(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, v50, v0, v8, v9)
+    d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g, v60_t = run_part5(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, v50, v0, v8, v9)
     # rows are independent: scan_d_c_carry1 runs on one block of rows per thread
-    run_row_blocks(scan_d_c_carry1, (v60, T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, start, d_h_W_f_g_d_h_W_c_g,), B, threads)
+    run_row_blocks(scan_d_c_carry1, (T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, start, d_h_W_f_g_d_h_W_c_g, v60, v60_t,), B, threads)
     v88, v90, v91, v92, v93, v94, v95 = run_part6(T, B, h_z, d_h_W_f_g_d_h_W_c_g)
     # a product z.T @ g: blocks of the inner axis on threads
     matmul_t_rows(v88, v94, v95, threads)
