@@ -252,7 +252,7 @@ def row_text(cell: str, shape, ours: Side | None, theirs: Side | None, check: di
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from specc.codegen.cuda_runtime import require_cuda
+    from specc.backends.cuda.runtime import require_cuda
     from specc.errors import SpeccError
 
     try:

@@ -5,7 +5,7 @@ Out: :class:`~harness.Measurement` records.
 
 A step is what a training loop does per batch: the loss (cross-entropy), its
 gradients and the Adam update (lr 1e-3, PyTorch's defaults otherwise), in both
-specc (``Model.value_and_grad`` and :mod:`specc.optim`) and PyTorch (the same
+specc (``Model.value_and_grad`` and :mod:`specc.training.optim`) and PyTorch (the same
 layers, weights copied from specc's, ``torch.optim.Adam``). Torch's ``Linear``
 stores its weight as [out, in]: the same numbers, transposed.
 
@@ -115,7 +115,7 @@ def torch_grads(net: str, model: Any) -> dict[str, np.ndarray]:
 def _specc_setup(net: str, B: int):
     def setup():
         import specc
-        from specc.optim import SLOTS, Optimizer
+        from specc.training.optim import SLOTS, Optimizer
 
         model = specc.compile(spec_source(net), target="cpu", dtype="float32")
         state = {"params": model.init_params(0)}

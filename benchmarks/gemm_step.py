@@ -3,7 +3,7 @@
     python benchmarks/gemm_step.py [--dtype float32] [--shapes 16x256x1024,32x256x1024]
 
 Inside a recurrence, ``h[t-1] @ W`` is a product with few rows and the same ``W`` at every step.
-OpenBLAS packs ``W`` again at every call; ``specc.codegen.cpu_shared.matmul_nt`` takes ``W.T``
+OpenBLAS packs ``W`` again at every call; ``specc.backends.cpu.shared.matmul_nt`` takes ``W.T``
 made once before the loop and computes 4 x 4 dot products at a time.  Prints per M x K x N the
 median time of each over calls in a loop (BLAS held to one thread, as specc's kernels hold it),
 GF/s and the ratio matmul_nt / BLAS; matmul_nt falls back to BLAS below its size thresholds, so
@@ -23,7 +23,7 @@ os.environ["OPENBLAS_NUM_THREADS"] = "1"  # before NumPy loads OpenBLAS
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
-from specc.codegen.cpu_shared import matmul_nt  # noqa: E402
+from specc.backends.cpu.shared import matmul_nt  # noqa: E402
 
 DEFAULT = ("16x256x1024,32x256x1024,16x1024x256,8x512x2048,16x256x768,16x128x1024,"
            "8x128x512,4x256x1024,1x256x1024")

@@ -1,4 +1,4 @@
-"""Throughput of the vectorizable math helpers (specc.codegen.cpu_math) against what generated
+"""Throughput of the vectorizable math helpers (specc.backends.cpu.vecmath) against what generated
 code calls today, and against NumPy's ufuncs.
 
     python benchmarks/mathfn.py [--n 1000000] [--repeats 30] [--dtypes f32,f64]
@@ -25,7 +25,7 @@ import time
 import numpy as np
 from numba import njit
 
-from specc.codegen.cpu_math import MATH_HELPERS, array_fn, loop_over
+from specc.backends.cpu.vecmath import MATH_HELPERS, array_fn, loop_over
 
 KINDS = ["exp", "expm1", "log", "tanh", "sigmoid", "softplus"]
 NP_DT = {"f32": np.float32, "f64": np.float64}

@@ -5,7 +5,7 @@
 
 A kernel whose entry is split (a recurrence running by blocks of rows, see docs/cpu.md) is plain
 Python calling ``run_part0``, ``run_part1``, ... and the recurrences through
-``specc.runtime.run_row_blocks``.  This tool replaces each of those names in the loaded module by a
+``specc.backends.cpu.runtime.run_row_blocks``.  This tool replaces each of those names in the loaded module by a
 timer around the original, runs the forward-and-backward step ``--repeats`` times, and prints the
 median milliseconds per part (a recurrence is timed around all its row blocks, so with two threads
 it is the wall time of the slower block), their sum, and the whole step timed from outside.
@@ -43,7 +43,7 @@ def _workload(args: argparse.Namespace) -> tuple[Any, dict, dict]:
     import numpy as np
 
     import specc
-    from specc.dims import concrete
+    from specc.ir.dims import concrete
 
     if args.spec:
         model = specc.compile(args.spec, target="cpu", dtype="float32")

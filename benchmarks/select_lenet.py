@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 
 import specc
-from specc.data import Dataset, Splits, load_dataset
-from specc.metrics import choose_metric, evaluate
-from specc.train import Trainer
+from specc.training.data import Dataset, Splits, load_dataset
+from specc.training.metrics import choose_metric, evaluate
+from specc.training.train import Trainer
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "lenet5.nn"
 FOLD_SEED = 0

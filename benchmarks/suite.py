@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)  # before numpy, numba, torch or jax are imported
     torch = configure_torch(args.threads)
     has_jax = have("jax")
-    from specc.runtime import tune_allocator
+    from specc.backends.cpu.runtime import tune_allocator
 
     # specc tunes glibc's malloc before its first kernel call (see specc/runtime.py); do it now, so that
     # every peer in this process runs with the same allocator settings, whatever order the blocks run in

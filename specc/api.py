@@ -15,12 +15,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import elaborate
-from .config import TrainConfig, train_config
+from .frontend import elaborate
+from .training.config import TrainConfig, train_config
 from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean
-from .initializers import initialize, param_rng
-from .interpret import interpret
-from .ir import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
+from .training.initializers import initialize, param_rng
+from .backends.interp import interpret
+from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
 
 TARGETS = ("cpu", "cuda", "interp")
 DTYPE_NAMES = {"float32": "f32", "float64": "f64", "f32": "f32", "f64": "f64"}
@@ -186,7 +186,7 @@ class Model:
     def _kernel(self, key: tuple, graph: Graph) -> tuple[list[int], Any]:
         """Optimise and compile a graph once per model (inputs it no longer reads are dropped)."""
         if key not in self._compiled:
-            from . import passes
+            from .transforms import passes
             from .runtime import compile_graph
 
             opt = passes.optimize(graph)
@@ -204,7 +204,7 @@ class Model:
 
     def grad_program(self, wrt_inputs: bool = False):
         """The forward-and-backward IR (built once per model)."""
-        from .autodiff import value_and_grad
+        from .transforms.autodiff import value_and_grad
 
         key = bool(wrt_inputs)
         if key not in self._grad_programs:
@@ -242,7 +242,7 @@ def compile(spec: str | Path, target: str | None = None, dtype: str | None = Non
     if dtype is not None and dtype not in DTYPE_NAMES:
         raise SpeccError(f"unknown dtype '{dtype}'", hint="choose float32 or float64")
     if target == "cuda":  # fail now, clearly, without numba-cuda or a GPU (or the simulator)
-        from .codegen.cuda_runtime import require_cuda
+        from .backends.cuda.runtime import require_cuda
 
         require_cuda()
     source = load_source(spec)

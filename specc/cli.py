@@ -126,7 +126,7 @@ def add_codegen_commands(sub, command) -> None:
 
 def add_train_commands(command) -> None:
     """``specc train`` and ``specc eval``: options override the spec's train block, which overrides defaults."""
-    from .data import AUGMENTATIONS, DATASETS
+    from .training.data import AUGMENTATIONS, DATASETS
 
     def data_options(c):
         src = c.add_mutually_exclusive_group(required=True)
@@ -221,7 +221,7 @@ def cmd_check(args) -> int:
 def cmd_ir(args) -> int:
     model = _compile(args)
     if args.backward:
-        from .printer import format_program
+        from .ir.printer import format_program
 
         gp = model.grad_program()
         names = model.program.output_names + tuple(f"d_{n}" for n in gp.wrt)
@@ -236,11 +236,11 @@ def cmd_ir(args) -> int:
     if prog is None:
         return 0
     if args.json:
-        from .export import program_to_json
+        from .ir.serialize import program_to_json
 
         print(program_to_json(prog))
     else:
-        from .printer import format_program
+        from .ir.printer import format_program
 
         print(format_program(prog))
     return 0
@@ -250,8 +250,8 @@ def optimized(args, prog):
     """The program after the optimisation passes if asked (None once --dump-after has printed)."""
     if not (args.optimized or args.dump_after):
         return prog
-    from .passes import optimize_program
-    from .printer import format_program
+    from .transforms.passes import optimize_program
+    from .ir.printer import format_program
 
     def dump(name, p):
         print(f"# after {name}\n{format_program(p)}")
@@ -269,7 +269,7 @@ class ListPasses(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .passes import PIPELINE
+        from .transforms.passes import PIPELINE
 
         width = max(len(p.name) for p in PIPELINE)
         for p in PIPELINE:
@@ -294,7 +294,7 @@ def saved_per_step(prog) -> list[str]:
 def cmd_gradcheck(args) -> int:
     from .api import compile
     from .errors import SpeccError
-    from .gradcheck import gradcheck
+    from .transforms.gradcheck import gradcheck
 
     dtype = args.dtype or "float64"
     model = compile(args.spec, target=args.target, dtype=dtype, model=args.model)
@@ -344,13 +344,13 @@ def cmd_run(args) -> int:
 
     model = _compile(args)
     if args.params:
-        from .checkpoint import load_params
+        from .training.checkpoint import load_params
 
         params = load_params(args.params, model)
     else:
         params = model.init_params(args.seed)
     if args.data:
-        from .data import load
+        from .training.data import load
 
         inputs = dict(load(args.data, model, required=False).arrays)
     else:
@@ -415,7 +415,7 @@ def _shape(shape) -> str:
 
 def cmd_train(args) -> int:
     from .api import compile
-    from .train import Trainer
+    from .training.train import Trainer
 
     model = compile(args.spec, target=args.target, dtype=args.dtype, model=args.model)
     out = args.output or Path(f"{Path(args.spec).stem}.ckpt.npz")
@@ -437,10 +437,10 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     import time
 
-    from .checkpoint import load_params
-    from .data import load_any
-    from .metrics import choose_metric, evaluate
-    from .train import blas_threads
+    from .training.checkpoint import load_params
+    from .training.data import load_any
+    from .training.metrics import choose_metric, evaluate
+    from .training.train import blas_threads
 
     model = _compile(args)
     params = load_params(args.params, model)
@@ -460,12 +460,12 @@ def cmd_eval(args) -> int:
 
 def cmd_emit(args) -> int:
     from .api import compile
-    from .codegen import generator
+    from .backends import generator
 
     model = compile(args.spec, target="interp", dtype=args.dtype, model=args.model)  # the IR only: no GPU needed
     graph = model.grad_program().graph if args.backward else model.program.graph
     if args.optimized:
-        from .passes import optimize
+        from .transforms.passes import optimize
 
         graph = optimize(graph)
     name = f"{model.name}_grad" if args.backward else model.name
@@ -499,7 +499,7 @@ def cmd_bench(args) -> int:
     import statistics
     import time
 
-    from .runtime import kernel_threads
+    from .backends.cpu.runtime import kernel_threads
 
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")

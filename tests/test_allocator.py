@@ -17,7 +17,7 @@ PROBE = textwrap.dedent("""
     import json, resource, sys
     import numpy as np
     import specc
-    from specc import runtime
+    from specc.backends.cpu import runtime
 
     # a 34 MB result every call: above glibc's largest dynamic mmap threshold (32 MB)
     model = specc.compile("dim N\\nmodel big(x: f32[N, 2048]) {\\n  output y = tanh(x) * 2.0\\n  loss = mean(y)\\n}\\n", target="cpu")
@@ -50,7 +50,7 @@ def test_a_call_reuses_the_memory_of_the_last_one() -> None:
 
 
 def test_tuning_is_done_once_and_reports_what_it_did() -> None:
-    from specc import runtime
+    from specc.backends.cpu import runtime
 
     first = runtime.tune_allocator()
     assert runtime.tune_allocator() is first and isinstance(first, bool)

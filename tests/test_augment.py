@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 import specc
-from specc import checkpoint, data
+from specc.training import checkpoint
+from specc.training import data
 from specc.cli import main
-from specc.config import TrainConfig, train_config
+from specc.training.config import TrainConfig, train_config
 from specc.errors import ConfigError, InputError
-from specc.metrics import evaluate
-from specc.train import Trainer, augment_rng
+from specc.training.metrics import evaluate
+from specc.training.train import Trainer, augment_rng
 
 CONV = """
 dim B

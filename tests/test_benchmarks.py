@@ -104,7 +104,7 @@ def test_jax_scan_matches_specc(jax, cell):
 
 @pytest.mark.parametrize("net", ["mlp", "lenet"])
 def test_torch_feedforward_and_adam_match_specc(torch, net):
-    from specc.optim import SLOTS, Optimizer
+    from specc.training.optim import SLOTS, Optimizer
 
     model = specc.compile(feedforward.spec_source(net), target="interp", dtype="float32")
     p = {k: (0.5 * v).astype(np.float32) for k, v in random_params(model, 5).items()}
@@ -171,7 +171,7 @@ def simulated(monkeypatch, tmp_path):
     pytest.importorskip("numba_cuda")
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
     monkeypatch.setenv("SPECC_CACHE_DIR", str(tmp_path / "cache"))
-    from specc.codegen.cuda_runtime import require_cuda
+    from specc.backends.cuda.runtime import require_cuda
 
     return require_cuda()
 

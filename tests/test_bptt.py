@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import specc
-from specc.gradcheck import gradcheck
-from specc.ir import verify
+from specc.transforms.gradcheck import gradcheck
+from specc.ir.core import verify
 from specc.ops.scan import merge_scans
-from specc.passes import optimize
+from specc.transforms.passes import optimize
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 TRANSCENDENTAL = {"sigmoid", "tanh", "exp", "log", "softplus"}

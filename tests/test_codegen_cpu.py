@@ -1,9 +1,9 @@
-"""The Numba CPU backend (specc.codegen + specc.runtime) against the reference interpreter.
+"""The Numba CPU backend (specc.backends + specc.runtime) against the reference interpreter.
 
 - every op of the registry has a CPU lowering rule (a new op fails here until it gets one), and every op
   runs in one of the compiled graphs below;
 - compiled == interpreter, float64 to 1e-10 and float32 to 1e-5, for two bindings of the dims with one
-  compiled kernel, on: every spec in specs/ (by glob, optimised by specc.passes as training runs them);
+  compiled kernel, on: every spec in specs/ (by glob, optimised by specc.transforms.passes as training runs them);
   hand-written specs covering every op one loop nest each (convolutions with stride, padding and
   dilation, pools, reductions with keepdims, getitem with negative and symbolic bounds, a reversed
   recurrence, a lag-2 state, per-step outputs, dropout while training, normal and uniform draws inside
@@ -30,9 +30,9 @@ import numpy as np
 import pytest
 
 import specc
-from specc.codegen import LOWERINGS, generator, lift_random, missing_lowerings
-from specc.interpret import interpret
-from specc.ir import NUMPY_DTYPES, Program, verify
+from specc.backends import LOWERINGS, generator, lift_random, missing_lowerings
+from specc.backends.interp import interpret
+from specc.ir.core import NUMPY_DTYPES, Program, verify
 from specc.ops import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +157,7 @@ model grads(x: f64[B, 2, 7, 6], ids: i32[B, 3], y: i32[B]) {
 HAND = {"nn_ops": NN_OPS, "formulas": FORMULAS, "layout": LAYOUT, "recurrent": RECURRENT, "grads": GRADS}
 
 # What is compiled (Numba takes seconds per graph, so each case is chosen for what it adds):
-# (name, dtype, how): how = "plain" (the checked IR, one loop nest per op), "optimised" (specc.passes:
+# (name, dtype, how): how = "plain" (the checked IR, one loop nest per op), "optimised" (specc.transforms.passes:
 # fused groups, hoisted and merged matmuls, views), "backward" (value-and-grad IR, optimised).
 CASES = [(p.stem, "f64", "optimised") for p in SPECS]  # every spec, as training will run it
 CASES += [("lstm", "f32", "plain")]  # float32, one loop nest per op
@@ -184,7 +184,7 @@ def load(name: str, dtype: str) -> specc.Model:
 @pytest.fixture(scope="module")
 def compiled(cache_dir):
     """(name, dtype, how) -> (model, graph to compare with, CompiledGraph), compiled once for the module."""
-    from specc.passes import optimize
+    from specc.transforms.passes import optimize
     from specc.runtime import compile_graph
 
     made: dict = {}
@@ -368,7 +368,7 @@ def test_hand_specs_generate_without_slice_assignment(name: str) -> None:
 
 
 def test_names_are_sanitised_and_unique() -> None:
-    from specc.codegen.cpu import Namer, sanitize
+    from specc.backends.cpu.generator import Namer, sanitize
 
     assert sanitize("h.W_f") == "h_W_f" and sanitize("c[t-1]") == "c_t_1" and sanitize("1x") == "v_1x"
     names = Namer()

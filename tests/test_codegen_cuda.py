@@ -1,7 +1,7 @@
-"""The CUDA backend (specc.codegen.cuda + cuda_runtime) against the reference interpreter.
+"""The CUDA backend (specc.backends.cuda.generator + cuda_runtime) against the reference interpreter.
 
 Without a GPU, kernels run in numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1: every GPU thread is a
-Python thread, so sizes are tiny), and ``specc.codegen.cuda_ptx`` compiles every kernel to PTX for an
+Python thread, so sizes are tiny), and ``specc.backends.cuda.ptx`` compiles every kernel to PTX for an
 H100 (NVVM only, no GPU) to catch what the simulator accepts but numba-cuda would not.
 
 - every op of the registry has a CUDA lowering rule, and every op runs in one of the graphs below;
@@ -34,8 +34,8 @@ import numpy as np
 import pytest
 
 import specc
-from specc.codegen import LOWERINGS, generator, missing_lowerings
-from specc.interpret import interpret
+from specc.backends import LOWERINGS, generator, missing_lowerings
+from specc.backends.interp import interpret
 from specc.ops import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +71,8 @@ def test_every_op_has_a_cuda_lowering() -> None:
 
 
 def lstm_grad_module(grid_scan: bool = False):
-    from specc.codegen.cuda import CudaGenerator
-    from specc.passes import optimize
+    from specc.backends.cuda.generator import CudaGenerator
+    from specc.transforms.passes import optimize
 
     model = specc.compile(str(ROOT / "specs" / "lstm.nn"), target="interp")
     graph = optimize(model.grad_program().graph)
@@ -148,7 +148,7 @@ def test_cli_emit_cuda_prints_the_source(capsys) -> None:
 def test_missing_numba_cuda_is_a_clear_error(monkeypatch) -> None:
     import importlib.util
 
-    from specc.codegen import cuda_runtime
+    from specc.backends.cuda import runtime as cuda_runtime
     from specc.errors import SpeccError
 
     real = importlib.util.find_spec
@@ -208,7 +208,7 @@ def test_every_kernel_compiles_to_ptx(tmp_path) -> None:
     if env is None:
         pytest.skip("numba-cuda with NVVM is not installed (pip install numba-cuda 'cuda-toolkit[nvvm]==13.*')")
     jobs = []
-    from specc.codegen.cuda import CudaGenerator
+    from specc.backends.cuda.generator import CudaGenerator
 
     for name, dtype, how, grid_scan in PTX_CASES:
         model, graph = load_graph(name, dtype, how)
@@ -218,7 +218,7 @@ def test_every_kernel_compiles_to_ptx(tmp_path) -> None:
         dims = dims_for(model.program, {"T": 3, "B": 2, "L": 6})
         args = [[v.dtype, [d.evaluate(dims) for d in v.shape]] for v in (*graph.inputs, *(d.value for d in mod.draws))]
         jobs.append((path, json.dumps({"args": args, "dims": [dims[s] for s in mod.dims]}), mod))
-    script = ("import sys, json\nfrom pathlib import Path\nfrom specc.codegen.cuda_ptx import check_module\n"
+    script = ("import sys, json\nfrom pathlib import Path\nfrom specc.backends.cuda.ptx import check_module\n"
               "out = {}\nfor path, spec in json.loads(sys.argv[1]):\n"
               "    s = json.loads(spec)\n    out[path] = check_module(Path(path), s['args'], s['dims'])\n"
               "print(json.dumps(out))")
@@ -246,10 +246,10 @@ def cuda_for_tests(mp: pytest.MonkeyPatch, cache: Path):
     mp.setenv("SPECC_CACHE_DIR", str(cache))
     if not REAL_GPU:
         mp.setenv("NUMBA_ENABLE_CUDASIM", "1")
-        from specc.codegen.cuda_runtime import require_cuda
+        from specc.backends.cuda.runtime import require_cuda
 
         return require_cuda()  # (where numba.cuda was already imported for a real GPU, that GPU runs them)
-    from specc.codegen.cuda_runtime import require_cuda
+    from specc.backends.cuda.runtime import require_cuda
     from specc.errors import SpeccError
 
     mp.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
@@ -270,7 +270,7 @@ def hand_specs() -> dict[str, str]:
 
 
 def load_graph(name: str, dtype: str, how: str, shrunk: bool = True):
-    from specc.passes import optimize
+    from specc.transforms.passes import optimize
 
     source = hand_specs().get(name) or (ROOT / "specs" / f"{name}.nn").read_text()
     source = shrink(source) if shrunk else source

@@ -1,4 +1,4 @@
-"""The vectorizable math helpers of specc.codegen.cpu_math: accuracy in ulps against long double
+"""The vectorizable math helpers of specc.backends.cpu.vecmath: accuracy in ulps against long double
 references (dense samples plus random bit patterns covering every exponent), special values, and
 that a loop calling each helper compiles to packed SIMD code with no libm call."""
 
@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("numba")
 
-from specc.codegen.cpu_math import MATH_HELPERS, MAX_ULP, array_fn, compiled  # noqa: E402
+from specc.backends.cpu.vecmath import MATH_HELPERS, MAX_ULP, array_fn, compiled  # noqa: E402
 
 KINDS = sorted(MATH_HELPERS)
 DTYPES = {"f32": np.float32, "f64": np.float64}

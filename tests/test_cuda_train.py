@@ -2,7 +2,7 @@
 
 Under numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1), tiny shapes:
 
-- the device optimizer (specc.codegen.cuda_optim) against specc.optim, bit for bit: every rule, with and
+- the device optimizer (specc.backends.cuda.optim) against specc.training.optim, bit for bit: every rule, with and
   without weight decay, clipping's scale, float32 and float64, a scalar parameter, an array large enough
   for the host's fused Adam; the global norm against the host's;
 - whole runs: ``Trainer`` on a cuda model with the parameters on the device equals the same run with
@@ -27,8 +27,9 @@ import numpy as np
 import pytest
 
 import specc
-from specc import checkpoint, optim
-from specc.config import TrainConfig
+from specc.training import checkpoint
+from specc.training import optim
+from specc.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -66,7 +67,7 @@ EXACT = {"rtol": 0, "atol": 0}
 ROUNDING = {np.float32: {"rtol": 2e-6, "atol": 1e-7}, np.float64: {"rtol": 1e-12, "atol": 1e-14}}
 
 
-# ---- the device optimizer against specc.optim ------------------------------------------------------
+# ---- the device optimizer against specc.training.optim ------------------------------------------------------
 def arrays(dtype, seed: int, big: bool = False) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     shapes = {"W": (7, 5), "b": (3,), "s": ()} | ({"big": (70, 60)} if big else {})
@@ -80,7 +81,7 @@ CONFIGS = [("sgd", 0.0), ("sgd", 0.01), ("momentum", 0.0), ("momentum", 0.01), (
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name,wd", CONFIGS, ids=[f"{n}-wd{w}" for n, w in CONFIGS])
 def test_device_rules_equal_the_host_bit_for_bit(cuda, dtype, name, wd):
-    from specc.codegen.cuda_optim import DeviceOptimizer
+    from specc.backends.cuda.optim import DeviceOptimizer
 
     opt = optim.make_optimizer(TrainConfig(optimizer=name, weight_decay=wd, momentum=0.8))
     params = arrays(dtype, 0, big=name == "adam" and dtype == np.float32)  # the host's fused Adam too
@@ -106,7 +107,7 @@ def test_device_rules_equal_the_host_bit_for_bit(cuda, dtype, name, wd):
 
 
 def test_global_norm_and_clipping_scale(cuda):
-    from specc.codegen.cuda_optim import DeviceOptimizer
+    from specc.backends.cuda.optim import DeviceOptimizer
 
     grads = arrays(np.float32, 3, big=True)
     dev = DeviceOptimizer(optim.make_optimizer(TrainConfig()), grads, optim.make_optimizer(TrainConfig()).init(grads))
@@ -128,7 +129,7 @@ def data(seed: int = 0, n: int = 8) -> dict[str, np.ndarray]:
 
 def train(model, monkeypatch=None, host_optimizer: bool = False, n: int = 8, **kw):
     """Two epochs of one step each (8 examples, batch 8: the simulator runs a step of the MLP in about a second)."""
-    train_mod = importlib.import_module("specc.train")  # the module (specc.train is also the function)
+    train_mod = importlib.import_module("specc.training.train")  # the module (specc.training.train is also the function)
     if host_optimizer:  # the same model (the same gradient kernels), the optimizer on the host
         monkeypatch.setattr(train_mod, "CudaSteps", train_mod.HostSteps)
     kw = {"epochs": 2, "batch": 8, "val_split": 0.0, "progress": False, "lr": 0.05, **kw}
@@ -177,7 +178,7 @@ def test_training_on_the_device_matches_the_interpreter(cuda):
 def test_parameters_stay_on_the_device(cuda, monkeypatch, tmp_path):
     """No host optimizer step; parameters and state come to the host once per epoch (validation and the
     checkpoint share the copy) and the end of the run reuses the last one."""
-    from specc.codegen import cuda_optim
+    from specc.backends.cuda import optim as cuda_optim
 
     def refuse(*a, **k):
         raise AssertionError("the host optimizer ran")
@@ -210,8 +211,8 @@ def test_resume_on_the_device_continues_exactly(cuda, tmp_path):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator computes the overflow with NumPy scalars
 def test_nan_guard_on_the_device(cuda):
-    from specc.nanguard import NonFiniteError
-    from specc.train import Trainer
+    from specc.training.nanguard import NonFiniteError
+    from specc.training.train import Trainer
 
     m = specc.compile(OVERFLOW, target="cuda")
     d = {"x": np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32), "y": np.zeros(4, np.int32)}
@@ -225,9 +226,9 @@ def test_nan_guard_on_the_device(cuda):
 PTX_SCRIPT = """
 import json
 from numba import float32, float64, int64, boolean
-from specc.codegen.cuda_ptx import compile_ptx, pretend_h100
+from specc.backends.cuda.ptx import compile_ptx, pretend_h100
 pretend_h100()
-from specc.codegen import cuda_optim as co
+from specc.backends import cuda_optim as co
 out = {}
 for name, t in (("f32", float32), ("f64", float64)):
     a = t[::1]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import specc
-from specc import data
+from specc.training import data
 from specc.errors import InputError
 
 MLP = """

@@ -2,7 +2,7 @@
 
 import pytest
 
-from specc.dims import Dim, as_dim, numel, parse_dim
+from specc.ir.dims import Dim, as_dim, numel, parse_dim
 
 T, B, D, H = (Dim.sym(n) for n in "TBDH")
 

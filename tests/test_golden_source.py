@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import specc
-from specc import passes
-from specc.codegen import generator
+from specc.transforms import passes
+from specc.backends import generator
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"

@@ -3,9 +3,9 @@
 import pytest
 
 import specc
-from specc.dims import Dim
+from specc.ir.dims import Dim
 from specc.errors import IRError
-from specc.ir import Eqn, Graph, TensorType, Value, freeze, prune, verify
+from specc.ir.core import Eqn, Graph, TensorType, Value, freeze, prune, verify
 
 B, H = Dim.sym("B"), Dim.sym("H")
 F = TensorType("f32", (B, Dim.const(4)))

@@ -1,11 +1,11 @@
-"""matmul_nt: a recurrence step's product with a constant matrix (specc.codegen.cpu_shared)."""
+"""matmul_nt: a recurrence step's product with a constant matrix (specc.backends.cpu.shared)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from specc.codegen.cpu_shared import NT_MIN_K, NT_MIN_ROWS, matmul_nt
+from specc.backends.cpu.shared import NT_MIN_K, NT_MIN_ROWS, matmul_nt
 
 SHAPES = [  # (m, k, n): both paths, rows and columns not multiples of 4, a single row, K = 1
     (1, 300, 17), (3, 256, 64), (4, 256, 64), (5, 256, 7), (6, 257, 130), (13, 512, 1029), (16, 256, 1024),
@@ -62,7 +62,7 @@ def test_empty_inner_dimension() -> None:
                                            (70, 33, 1100, 2), (4000, 64, 64, 4)])
 def test_transposed_product_by_blocks_of_the_inner_axis(k: int, m: int, n: int, threads: int) -> None:
     """matmul_t_rows(z, g) = z.T @ g from z itself: split along k, partial products added."""
-    from specc.runtime import matmul_t_rows
+    from specc.backends.cpu.runtime import matmul_t_rows
 
     rng = np.random.default_rng(k + m + n)
     z = rng.standard_normal((k, m)).astype(np.float32)
@@ -79,8 +79,8 @@ def test_weight_gradients_read_the_transposed_operand_in_place() -> None:
     from pathlib import Path
 
     import specc
-    from specc import passes
-    from specc.codegen import generator
+    from specc.transforms import passes
+    from specc.backends import generator
 
     model = specc.compile(str(Path(__file__).resolve().parent.parent / "specs" / "lstm.nn"))
     src = generator("cpu").generate(passes.optimize(model.grad_program().graph), "g").source
@@ -91,7 +91,7 @@ def test_weight_gradients_read_the_transposed_operand_in_place() -> None:
 @pytest.mark.parametrize("m,threads", [(3000, 2), (3000, 3), (40, 2), (3000, 1)])
 def test_product_by_blocks_of_rows(m: int, threads: int) -> None:
     """matmul_rows(a, b, out): blocks of rows on the kernel's threads, each np.dot into its rows of out."""
-    from specc.runtime import matmul_rows
+    from specc.backends.cpu.runtime import matmul_rows
 
     rng = np.random.default_rng(m + threads)
     a = rng.standard_normal((m, 300)).astype(np.float32)

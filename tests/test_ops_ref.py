@@ -26,8 +26,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pytest
 
-from specc.dims import Dim, concrete
-from specc.ir import NUMPY_DTYPES, TensorType
+from specc.ir.dims import Dim, concrete
+from specc.ir.core import NUMPY_DTYPES, TensorType
 from specc.ops import REGISTRY, DTypeRuleError, RefContext, ShapeRuleError
 
 # scan and fused run body graphs and have their own tests; the gradient-only ops

@@ -1,12 +1,12 @@
-"""The compiled Adam step (specc.codegen.cpu_shared.adam_step) gives NumPy's bits."""
+"""The compiled Adam step (specc.backends.cpu.shared.adam_step) gives NumPy's bits."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import specc.optim as optim
-from specc.optim import Optimizer
+import specc.training.optim as optim
+from specc.training.optim import Optimizer
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

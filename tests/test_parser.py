@@ -2,9 +2,9 @@
 
 import pytest
 
-from specc import ast as A
+from specc.frontend import ast as A
 from specc.errors import ParseError, Source
-from specc.parser import grammar_path, parse
+from specc.frontend.parser import grammar_path, parse
 
 LSTM = """\
 dim T, B                               # symbolic sizes

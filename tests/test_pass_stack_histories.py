@@ -1,4 +1,4 @@
-"""specc.passes.stack: per-step outputs concatenated in the step and again after the loop -> one wide history.
+"""specc.transforms.passes.stack: per-step outputs concatenated in the step and again after the loop -> one wide history.
 
 The pass on the LSTM's backward (the gate gradients), on hand-built scans that match it (with other uses
 of the histories: reductions, reshapes, anything else, graph outputs), on near misses it must leave alone,
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 import specc
-from specc.autodiff import value_and_grad
-from specc.builder import GraphBuilder
-from specc.dims import Dim
-from specc.interpret import interpret
-from specc.ir import Graph, TensorType, Value, verify
-from specc.passes import optimize, stack_histories
+from specc.transforms.autodiff import value_and_grad
+from specc.ir.builder import GraphBuilder
+from specc.ir.dims import Dim
+from specc.backends.interp import interpret
+from specc.ir.core import Graph, TensorType, Value, verify
+from specc.transforms.passes import optimize, stack_histories
 
 ROOT = Path(__file__).resolve().parent.parent
 T, B, H, N = (Dim.sym(n) for n in ("T", "B", "H", "N"))
@@ -250,7 +250,7 @@ def test_compiled_lstm_gradient_reads_the_stacked_history(monkeypatch, tmp_path)
     """The CPU code: the step's concat is written into row t of the stacked history, no concat after the
     loop, one reduction of the history gives the four bias gradients, and the gradients match the
     interpreter's on the unoptimised graph (two threads, blocks of rows)."""
-    from specc.codegen import generator
+    from specc.backends import generator
 
     monkeypatch.setenv("SPECC_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("SPECC_NUM_THREADS", "2")

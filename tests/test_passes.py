@@ -1,4 +1,4 @@
-"""The optimisation passes (specc.passes).
+"""The optimisation passes (specc.transforms.passes).
 
 Three layers of checks:
 - each pass on small graphs built by hand: what it removes, merges, moves or fuses (op counts before and
@@ -20,28 +20,16 @@ import numpy as np
 import pytest
 
 import specc
-from specc.builder import GraphBuilder
+from specc.ir.builder import GraphBuilder
 from specc.cli import main
-from specc.dims import Dim
-from specc.interpret import interpret
-from specc.ir import Graph, Program, TensorType, Value, verify
+from specc.ir.dims import Dim
+from specc.backends.interp import interpret
+from specc.ir.core import Graph, Program, TensorType, Value, verify
 from specc.ops import REGISTRY
-from specc.passes import (
-    PASS_NAMES,
-    PIPELINE,
-    batch_accumulations,
-    cse,
-    dce,
-    fold_constants,
-    fuse_elementwise,
-    hoist_scan_invariants,
-    merge_matmuls,
-    narrow_matmuls,
-    optimize,
-    optimize_program,
-    split_concat_matmul,
-)
-from specc.printer import format_graph, format_program
+from specc.transforms.passes import PASS_NAMES, PIPELINE, batch_accumulations, fold_constants, fuse_elementwise, hoist_scan_invariants, merge_matmuls, narrow_matmuls, optimize, optimize_program, split_concat_matmul
+from specc.transforms.passes import cse
+from specc.transforms.passes import dce
+from specc.ir.printer import format_graph, format_program
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
@@ -707,7 +695,7 @@ def test_forward_same_outputs_after_every_pass(spec) -> None:
 
 @pytest.mark.parametrize("spec", CASES)
 def test_backward_same_outputs_after_every_pass(spec) -> None:
-    autodiff = pytest.importorskip("specc.autodiff")
+    autodiff = pytest.importorskip("specc.transforms.autodiff")
     prog = compile64(spec).program
     args, dims = program_args(prog)
     check_every_stage(autodiff.value_and_grad(prog).graph, args, dims, "backward")
@@ -757,7 +745,7 @@ def test_lstm_step_is_one_matmul_and_one_fused_equation() -> None:
 
 
 def test_lstm_backward_accumulates_weight_gradients_after_the_loop() -> None:
-    autodiff = pytest.importorskip("specc.autodiff")
+    autodiff = pytest.importorskip("specc.transforms.autodiff")
     prog = specc.compile(lstm_source()).program
     opt = optimize(autodiff.value_and_grad(prog).graph, verify_each=True)
     scans = [e for e in opt.eqns if e.op == "scan"]

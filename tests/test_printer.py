@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from specc.dims import Dim
+from specc.ir.dims import Dim
 from specc.errors import Source, Span
-from specc.export import ProgramJson, program_to_json
-from specc.ir import Eqn, Graph, Initializer, InputInfo, ParamInfo, Program, TensorType, Value, freeze, verify
+from specc.ir.serialize import ProgramJson, program_to_json
+from specc.ir.core import Eqn, Graph, Initializer, InputInfo, ParamInfo, Program, TensorType, Value, freeze, verify
 from specc.ops import REGISTRY
-from specc.printer import Namer, format_graph, format_program, program_names
+from specc.ir.printer import Namer, format_graph, format_program, program_names
 
 T, B, D, H, C = (Dim.sym(n) for n in "TBDHC")
 SRC = Source("specs/models/rnn.nn", "\n" * 40)

@@ -1,4 +1,4 @@
-"""Row independence of recurrences (specc.codegen.rows) and the CPU code built on it.
+"""Row independence of recurrences (specc.backends.cpu.rows) and the CPU code built on it.
 
 A recurrence whose steps treat batch rows independently runs one block of rows per
 thread; one that mixes rows (a batch statistic, a product over the batch axis) must stay
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import specc
-from specc.codegen import generator
-from specc.codegen.rows import ROW, SHARED, row_plan
-from specc.interpret import interpret
-from specc.passes import optimize
+from specc.backends import generator
+from specc.backends.cpu.rows import ROW, SHARED, row_plan
+from specc.backends.interp import interpret
+from specc.transforms.passes import optimize
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

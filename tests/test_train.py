@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 import specc
-from specc import checkpoint, data, optim
-from specc.config import TrainConfig
+from specc.training import checkpoint
+from specc.training import data
+from specc.training import optim
+from specc.training.config import TrainConfig
 from specc.errors import InputError
-from specc.metrics import choose_metric, evaluate
-from specc.nanguard import NonFiniteError
-from specc.train import Trainer, step_seed
+from specc.training.metrics import choose_metric, evaluate
+from specc.training.nanguard import NonFiniteError
+from specc.training.train import Trainer, step_seed
 
 SPECS = sorted(Path("specs").glob("*.nn"))
 
@@ -271,8 +273,8 @@ def test_nan_guard_in_the_backward_pass():
 # ---- gradient flow ----------------------------------------------------------------------------
 def test_grad_flow_is_the_total_state_gradient():
     """For the Elman RNN, dL/dx_t = (dL/dh_t * (1 - h_t^2)) W^T with dL/dh_t the total derivative."""
-    from specc.gradflow import _perturbed_scan, grad_flow, state_gradients
-    from specc.ir import verify
+    from specc.training.gradflow import _perturbed_scan, grad_flow, state_gradients
+    from specc.ir.core import verify
 
     m = specc.compile("specs/rnn.nn", dtype="float64")
     rng = np.random.default_rng(0)
@@ -295,7 +297,7 @@ def test_grad_flow_is_the_total_state_gradient():
 
 
 def test_grad_flow_reads_every_state_of_the_lstm():
-    from specc.gradflow import grad_flow
+    from specc.training.gradflow import grad_flow
 
     m = specc.compile("specs/lstm.nn")
     flows = grad_flow(m, m.init_params(0), {"x": np.random.rand(8, 4, 8), "y": np.arange(4)})

@@ -1,7 +1,7 @@
 """Gradient tests: the VJP rules, the gradient-only ops and backpropagation through time.
 
-In: the op registry (:data:`specc.ops.REGISTRY`), :func:`specc.autodiff.backprop`, the reference
-interpreter and :func:`specc.gradcheck.gradcheck`.
+In: the op registry (:data:`specc.ops.REGISTRY`), :func:`specc.transforms.autodiff.backprop`, the reference
+interpreter and :func:`specc.transforms.gradcheck.gradcheck`.
 Out: three groups of checks, all in float64.
 
 1. Per op: one forward equation on symbolic shapes, its backward built by ``backprop`` from a random
@@ -31,12 +31,12 @@ import numpy as np
 import pytest
 
 import specc
-from specc.autodiff import GradCtx, backprop
-from specc.builder import GraphBuilder
-from specc.dims import Dim, concrete
-from specc.gradcheck import gradcheck
-from specc.interpret import interpret
-from specc.ir import NUMPY_DTYPES, Graph, TensorType, Value, verify
+from specc.transforms.autodiff import GradCtx, backprop
+from specc.ir.builder import GraphBuilder
+from specc.ir.dims import Dim, concrete
+from specc.transforms.gradcheck import gradcheck
+from specc.backends.interp import interpret
+from specc.ir.core import NUMPY_DTYPES, Graph, TensorType, Value, verify
 from specc.ops import REGISTRY, DTypeRuleError, RefContext, ShapeRuleError
 from specc.ops.grad import GRAD_ONLY
 

@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..dims import Dim, Shape, shape_str
-from ..ir import Eqn, TensorType
+from ..ir.dims import Dim, Shape, shape_str
+from ..ir.core import Eqn, TensorType
 
 
 class ShapeRuleError(Exception):
@@ -132,6 +132,6 @@ def need_int(t: TensorType, opname: str, operand: int = 0) -> None:
 
 
 def np_dtype(dtype: str) -> Any:
-    from ..ir import NUMPY_DTYPES
+    from ..ir.core import NUMPY_DTYPES
 
     return NUMPY_DTYPES[dtype]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import TensorType
+from ..ir.core import TensorType
 from .core import Op, broadcast, need_float, register, same_dtype
 
 _GELU_C = np.sqrt(2.0 / np.pi)

@@ -10,7 +10,7 @@ reference evaluation simply runs the body.
 from __future__ import annotations
 
 from ..errors import IRError
-from ..ir import Eqn, Graph
+from ..ir.core import Eqn, Graph
 from .core import REGISTRY, Op, ShapeRuleError, register
 
 
@@ -22,7 +22,7 @@ def _infer(ins, p):
 
 
 def _verify(eqn: Eqn, where: str) -> None:
-    from ..ir import verify
+    from ..ir.core import verify
 
     body: Graph = eqn.params["body"]
     for e in body.eqns:

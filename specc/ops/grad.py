@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dims import shape_str
-from ..ir import TensorType
+from ..ir.dims import shape_str
+from ..ir.core import TensorType
 from .core import REGISTRY, Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
-from .nn import _windows, conv_out
+from .nn import _windows
 from .structural import index_key
 
 

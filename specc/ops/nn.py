@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..dims import Dim, shape_str
-from ..ir import TensorType
+from ..ir.dims import Dim, shape_str
+from ..ir.core import TensorType
 from .core import REGISTRY, Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
 
 

@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dims import shape_str
+from ..ir.dims import shape_str
 from ..errors import IRError
-from ..ir import Eqn, Graph, TensorType, Value
+from ..ir.core import Eqn, Graph, TensorType, Value
+from ..ir.scan import split_inputs
 from .core import REGISTRY, Op, ShapeRuleError, register
-
-
-def split_inputs(eqn_inputs, params):
-    nc, ns = params["n_consts"], params["n_seqs"]
-    return eqn_inputs[:nc], eqn_inputs[nc:nc + ns], eqn_inputs[nc + ns:]
 
 
 def _infer(ins, p):
@@ -48,7 +44,7 @@ def _infer(ins, p):
 
 
 def _verify(eqn: Eqn, where: str) -> None:
-    from ..ir import verify
+    from ..ir.core import verify
 
     p = eqn.params
     body: Graph = p["body"]
@@ -102,7 +98,7 @@ def _ref(ctx, ins, p):
 
 
 def _np(dt):
-    from ..ir import NUMPY_DTYPES
+    from ..ir.core import NUMPY_DTYPES
 
     return NUMPY_DTYPES[dt]
 
@@ -123,10 +119,10 @@ def _vjp(g, eqn, cts, needed):
     differentiated const, a running sum.  Per step out: the cotangents of
     the sequence inputs.
     """
-    from ..autodiff import GradCtx, backprop
-    from ..builder import GraphBuilder
-    from ..dims import Dim
-    from ..ir import Value, prune
+    from ..transforms.autodiff import GradCtx, backprop
+    from ..ir.builder import GraphBuilder
+    from ..ir.dims import Dim
+    from ..ir.core import Value, prune
 
     p = eqn.params
     body: Graph = p["body"]

@@ -1,7 +1,7 @@
 """Ops that move, select, combine or reduce data: matmul, reductions,
 concat, getitem (indexing and slicing), reshape, transpose, cast, full.
 
-Shape parameters may be symbolic (:class:`~specc.dims.Dim`); the reference
+Shape parameters may be symbolic (:class:`~specc.ir.dims.Dim`); the reference
 evaluation resolves them with the run-time dim bindings in the context.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dims import Dim, numel, shape_str
-from ..ir import TensorType
-from .core import ONE, REGISTRY, Op, ShapeRuleError, need_float, norm_axis, np_dtype, register, same_dtype
+from ..ir.dims import Dim, numel, shape_str
+from ..ir.core import TensorType
+from .core import ONE, REGISTRY, Op, ShapeRuleError, need_float, np_dtype, register, same_dtype
 
 
 # ---- matmul ----------------------------------------------------------------------------

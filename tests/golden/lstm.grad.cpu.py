@@ -22,8 +22,8 @@ Entry: run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_
 import numpy as np
 from numba import njit
 
-from specc.codegen.cpu_shared import matmul_nt
-from specc.runtime import matmul_rows, matmul_t_rows, run_row_blocks
+from specc.backends.cpu.shared import matmul_nt
+from specc.backends.cpu.runtime import matmul_rows, matmul_t_rows, run_row_blocks
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")

@@ -1,0 +1,241 @@
+"""The typed AST of a .nn file: one frozen dataclass per grammar rule.
+
+In: nothing (these are plain records; :mod:`specc.frontend.parser` builds them).
+Out: nodes that each carry the :class:`~specc.errors.Span` of the text they
+came from, so every later stage can point at the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from ..errors import Span
+
+
+# ---- expressions ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Num:
+    value: int | float
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    value: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Kwarg:
+    name: str
+    value: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    func: str
+    args: tuple["Expr", ...]
+    kwargs: tuple[Kwarg, ...]
+    span: Span
+    func_span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp:
+    op: str  # one of + - * / // @ **
+    left: "Expr"
+    right: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Neg:
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    start: "Expr | None"
+    stop: "Expr | None"
+    step: "Expr | None"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class EllipsisExpr:
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    base: "Expr"
+    subs: tuple[Union["Expr", Slice], ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ListExpr:
+    items: tuple["Expr", ...]
+    span: Span
+
+
+Expr = Union[Num, Name, Str, Bool, Call, BinOp, Neg, Index, ListExpr, EllipsisExpr]
+
+
+# ---- types ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TypeAnn:
+    dtype: str | None  # 'f32' | 'f64' | 'i32' | None (the model's float type)
+    dims: tuple[Expr, ...]
+    span: Span
+    dtype_span: Span | None
+
+
+# ---- statements ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParamDecl:
+    name: str
+    type: TypeAnn
+    init: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    name: str
+    time: Expr | None  # `h[t] = ...` inside a recurrence
+    value: Expr
+    span: Span
+    target_span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    name: str
+    value: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Return:
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Recur:
+    var: str
+    over: Expr
+    reverse: bool
+    body: tuple["Stmt", ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class TrainItem:
+    key: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class TrainBlock:
+    items: tuple[TrainItem, ...]
+    span: Span
+
+
+Stmt = Union[ParamDecl, Assign, Output, Return, Init, Recur, TrainBlock]
+
+
+# ---- definitions ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TensorParam:
+    name: str
+    type: TypeAnn
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class SizeParam:
+    keyword: str  # the name used at call sites: hidden=64
+    dim: str  # the dim it binds inside the layer: H
+    default: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class OptionParam:
+    name: str
+    default: Expr
+    span: Span
+
+
+LayerParam = Union[TensorParam, SizeParam, OptionParam]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerDef:
+    name: str
+    params: tuple[LayerParam, ...]
+    ret: TypeAnn | None
+    body: tuple[Stmt, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDef:
+    name: str
+    inputs: tuple[TensorParam, ...]
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class DimBinding:
+    name: str
+    value: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class DimDecl:
+    bindings: tuple[DimBinding, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    path: str
+    span: Span
+
+
+Item = Union[DimDecl, Use, LayerDef, ModelDef, TrainBlock]
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    items: tuple[Item, ...]
+    span: Span

@@ -1,0 +1,1 @@
+"""The IR: values, equations, graphs and programs (:mod:`.core`), symbolic dims, the builder, the printer."""

@@ -1,0 +1,248 @@
+"""The IR: small immutable typed records.
+
+In: nothing (the elaborator builds it, passes rewrite it).
+Out: :class:`Graph` (SSA: inputs, equations, outputs) and :class:`Program`
+(a model: its graph plus what each graph input and output means).
+
+* A :class:`Value` has a :class:`TensorType` (dtype and symbolic shape) and
+  compares by identity.
+* An :class:`Eqn` is one op applied to values: ``op``, ``inputs``,
+  ``params`` (static attributes, read-only), ``outputs`` and the ``.nn`` span
+  it came from.
+* A recurrence is one ``scan`` equation whose ``body`` parameter is a Graph.
+
+:func:`verify` checks the invariants (SSA, defined-before-used, each
+equation's types agree with its op's shape rule, scan bodies well formed).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .dims import Dim, Shape, shape_str
+from ..errors import IRError, Span
+
+DTYPES = ("f32", "f64", "i32")
+NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32}
+FLOAT_DTYPES = ("f32", "f64")
+
+
+def dtype_of_numpy(dt: np.dtype) -> str | None:
+    for name, t in NUMPY_DTYPES.items():
+        if np.dtype(t) == np.dtype(dt):
+            return name
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorType:
+    dtype: str
+    shape: Shape
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{shape_str(self.shape)}"
+
+
+_ids = itertools.count()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Value:
+    type: TensorType
+    name: str | None = None
+    uid: int = field(default_factory=lambda: next(_ids))
+
+    @property
+    def shape(self) -> Shape:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    def __repr__(self) -> str:
+        return f"Value({self.name or '_'}#{self.uid}: {self.type})"
+
+
+def freeze(params: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(params or {}))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Eqn:
+    op: str
+    inputs: tuple[Value, ...]
+    outputs: tuple[Value, ...]
+    params: Mapping[str, Any]
+    loc: Span | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Graph:
+    inputs: tuple[Value, ...]
+    eqns: tuple[Eqn, ...]
+    outputs: tuple[Value, ...]
+
+    def walk(self) -> Iterator[Eqn]:
+        """Every equation, including those inside scan bodies (pre-order)."""
+        for e in self.eqns:
+            yield e
+            body = e.params.get("body")
+            if isinstance(body, Graph):
+                yield from body.walk()
+
+
+@dataclass(frozen=True, slots=True)
+class Initializer:
+    kind: str  # zeros | ones | normal | uniform | glorot | he | orthogonal | constant
+    args: tuple[float, ...] = ()
+
+    def __str__(self) -> str:
+        return self.kind + (f"({', '.join(f'{a:g}' for a in self.args)})" if self.args else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ParamInfo:
+    name: str
+    value: Value
+    init: Initializer
+    loc: Span | None
+
+
+@dataclass(frozen=True, slots=True)
+class InputInfo:
+    name: str
+    value: Value
+    loc: Span | None
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A model. ``graph.inputs`` = data inputs then parameters; ``graph.outputs`` = ``outputs``."""
+
+    name: str
+    graph: Graph
+    inputs: tuple[InputInfo, ...]
+    params: tuple[ParamInfo, ...]
+    output_names: tuple[str, ...]  # 'loss' first, then the `output` names
+    dims: Mapping[str, int]  # dims fixed by the spec (`dim H = 64`)
+    train: Mapping[str, Any]  # the spec's training block, validated later by pydantic
+    loc: Span | None = None
+
+    @property
+    def float_dtype(self) -> str:
+        for v in itertools.chain((i.value for i in self.inputs), (p.value for p in self.params)):
+            if v.type.is_float:
+                return v.dtype
+        return "f32"
+
+    def output(self, name: str) -> Value:
+        return self.graph.outputs[self.output_names.index(name)]
+
+
+# ---- verification ----------------------------------------------------------------------
+def verify(graph: Graph, *, where: str = "graph") -> None:
+    """Check SSA, definition before use, and each equation against its op's shape rule."""
+    from ..ops import REGISTRY  # late import: ops depend on ir
+
+    defined: set[int] = set()
+    for v in graph.inputs:
+        _define(v, defined, where)
+    for eqn in graph.eqns:
+        for v in eqn.inputs:
+            if v.uid not in defined:
+                raise IRError(f"{where}: {eqn.op} uses {v!r} before it is defined", eqn.loc)
+        op = REGISTRY.get(eqn.op)
+        if op is None:
+            raise IRError(f"{where}: unknown op '{eqn.op}'", eqn.loc)
+        try:
+            expected = op.infer([v.type for v in eqn.inputs], dict(eqn.params))
+        except Exception as e:  # a shape rule rejecting its own graph is a compiler bug
+            raise IRError(f"{where}: {eqn.op}: {e}", eqn.loc) from None
+        got = [v.type for v in eqn.outputs]
+        if list(expected) != got:
+            raise IRError(
+                f"{where}: {eqn.op} outputs {', '.join(map(str, got))} but its shape rule gives "
+                f"{', '.join(map(str, expected))}",
+                eqn.loc,
+            )
+        op.verify(eqn, where)
+        for v in eqn.outputs:
+            _define(v, defined, where)
+    for v in graph.outputs:
+        if v.uid not in defined:
+            raise IRError(f"{where}: output {v!r} is never defined")
+
+
+def _define(v: Value, defined: set[int], where: str) -> None:
+    if v.uid in defined:
+        raise IRError(f"{where}: {v!r} is defined twice (not SSA)")
+    defined.add(v.uid)
+
+
+def verify_program(prog: Program) -> None:
+    g = prog.graph
+    if len(g.inputs) != len(prog.inputs) + len(prog.params):
+        raise IRError("program inputs do not match its graph's inputs")
+    if len(g.outputs) != len(prog.output_names):
+        raise IRError("program output names do not match its graph's outputs")
+    if prog.output_names[:1] != ("loss",):
+        raise IRError("the first program output must be 'loss'")
+    if g.outputs[0].shape != ():
+        raise IRError("loss must be a scalar")
+    verify(g, where=f"model {prog.name}")
+
+
+def dim_symbols(shape: Shape) -> set[str]:
+    out: set[str] = set()
+    for d in shape:
+        out |= d.symbols
+    return out
+
+
+def is_scalar_shape(shape: Shape) -> bool:
+    return len(shape) == 0
+
+
+def same_shape(a: Shape, b: Shape) -> bool:
+    return len(a) == len(b) and all(x == y for x, y in zip(a, b))
+
+
+__all__ = [
+    "Dim",
+    "Eqn",
+    "Graph",
+    "InputInfo",
+    "Initializer",
+    "ParamInfo",
+    "Program",
+    "TensorType",
+    "Value",
+    "verify",
+    "verify_program",
+]
+
+
+def prune(graph: Graph, outputs: tuple[Value, ...] | None = None) -> Graph:
+    """The graph restricted to the equations that ``outputs`` (default: its own) need."""
+    outputs = graph.outputs if outputs is None else outputs
+    live = {v.uid for v in outputs}
+    kept = []
+    for eqn in reversed(graph.eqns):
+        if any(o.uid in live for o in eqn.outputs):
+            kept.append(eqn)
+            live.update(i.uid for i in eqn.inputs)
+    return Graph(graph.inputs, tuple(reversed(kept)), tuple(outputs))

@@ -1,0 +1,1 @@
+"""Training: data, optimizers, the training loop, checkpoints, metrics and diagnostics."""

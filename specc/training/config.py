@@ -1,0 +1,61 @@
+"""Training configuration: the spec's `train { ... }` block, validated.
+
+In: the key/value pairs of the training block (with their spans) and any
+overrides (from the CLI or Python).
+Out: a :class:`TrainConfig` (pydantic), or a ConfigError at the offending item.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ConfigError, Span, did_you_mean
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optimizer: Literal["sgd", "momentum", "adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(10, gt=0)
+    batch: int = Field(32, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    clip: float | None = Field(None, gt=0)
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    step_size: int = Field(10, gt=0)
+    gamma: float = Field(0.1, gt=0)
+    seed: int = 0
+    val_split: float = Field(0.2, ge=0, lt=1)
+    augment: Literal["none", "shift"] = "none"  # shift: each training image moved by up to 1 pixel
+
+
+ALIASES = {"batch_size": "batch", "learning_rate": "lr", "clip_norm": "clip"}
+
+
+def train_config(items: Mapping[str, tuple[Any, Span | None]], overrides: Mapping[str, Any] | None = None
+                 ) -> TrainConfig:
+    values: dict[str, Any] = {}
+    spans: dict[str, Span | None] = {}
+    for key, (value, span) in items.items():
+        key = ALIASES.get(key, key)
+        if key not in TrainConfig.model_fields:
+            raise ConfigError(f"unknown training setting '{key}'", span,
+                              hint=did_you_mean(key, list(TrainConfig.model_fields) + list(ALIASES)))
+        values[key], spans[key] = value, span
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[ALIASES.get(key, key)] = value
+            spans[ALIASES.get(key, key)] = None
+    try:
+        return TrainConfig(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        hint = None
+        choices = err.get("ctx", {}).get("expected")
+        if choices and isinstance(err.get("input"), str):
+            hint = did_you_mean(err["input"], [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")])
+        raise ConfigError(f"training setting '{key}': {err['msg']}", spans.get(key), hint=hint) from None

@@ -1,0 +1,517 @@
+"""Training: the loop over epochs and batches, on top of ``Model.value_and_grad``.
+
+In: a :class:`~specc.api.Model`, data (a file, a built-in dataset's name, a
+:class:`~specc.training.data.Dataset` or a dict of arrays) and a training
+configuration (the spec's ``train`` block, overridden by keyword arguments
+or command-line options).
+Out: a :class:`History` (loss and metric per epoch, the test result, timings);
+on the way, a progress bar per epoch, checkpoints, plots.
+
+A step runs where the model's target does: on the host (:class:`HostSteps`:
+NumPy parameters, :mod:`specc.training.optim`), or for target cuda on the GPU
+(:class:`CudaSteps`: parameters and optimizer state stay device arrays for the
+whole run, updated by :mod:`specc.backends.cuda.optim`'s kernels).
+
+Reproducible by construction: every random choice is derived from the run's
+seed and a position, never from a generator carried along:
+
+* the validation split from (seed);
+* the order of epoch e from (seed, e);
+* the random draws of optimizer step s (dropout, a VAE's noise) from (seed, s);
+* the augmentation of step s's batch (``augment = shift``) from (seed, s).
+
+So the same seed gives the same loss curve bit for bit on the same machine,
+and a run resumed from a checkpoint of epoch e continues exactly as if it
+had not stopped.  When the loss or a gradient stops being finite, training
+stops with the equation (spec line) and, in a recurrence, the time step
+where a value first became NaN or infinite (:mod:`specc.training.nanguard`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from .config import TrainConfig
+from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
+from ..errors import InputError
+from .metrics import Metric, choose_metric, evaluate
+from .nanguard import first_nonfinite, nonfinite_error
+from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..api import Model
+    from .gradflow import StateFlow
+
+SHUFFLE_STREAM, STEP_STREAM, AUGMENT_STREAM = 1, 2, 3
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    lr: float  # at the epoch's last step
+    train_loss: float  # mean over the epoch's batches, weighted by batch size
+    val: dict[str, float]  # loss and metric on the validation split (empty without one)
+    seconds: float
+    examples_per_s: float
+    grad_norm: float  # mean global norm of the gradient before clipping
+
+
+@dataclass
+class History:
+    model: str
+    config: dict[str, Any]
+    metric: str | None = None
+    records: list[EpochRecord] = field(default_factory=list)
+    test: dict[str, float] | None = None
+    checkpoint: str | None = None
+    seconds: float = 0.0
+    grad_flow: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # when -> state -> norms
+    files: dict[str, str] = field(default_factory=dict)  # plots written
+    params: dict[str, np.ndarray] | None = field(default=None, repr=False)  # the trained parameters
+
+    @property
+    def loss(self) -> list[float]:
+        return [r.train_loss for r in self.records]
+
+    @property
+    def val_loss(self) -> list[float | None]:
+        return [r.val.get("loss") for r in self.records]
+
+    def final(self) -> dict[str, float]:
+        """The last epoch's numbers, and the test split's when there is one."""
+        if not self.records:
+            return {}
+        r = self.records[-1]
+        out = {"train_loss": r.train_loss}
+        out.update({f"val_{k}": v for k, v in r.val.items()})
+        out.update({f"test_{k}": v for k, v in (self.test or {}).items()})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "metric": self.metric, "epochs": len(self.records), "final": self.final(),
+                "time_s": self.seconds, "checkpoint": self.checkpoint, "config": self.config,
+                "history": [asdict(r) for r in self.records], "grad_flow": self.grad_flow, "files": self.files}
+
+    @classmethod
+    def from_records(cls, model: str, config: dict, metric: str | None, records: list[dict]) -> History:
+        return cls(model, config, metric, [EpochRecord(**r) for r in records])
+
+
+@contextlib.contextmanager
+def blas_threads() -> Iterator[None]:
+    """Hold BLAS to one thread while training (kernels split their work themselves, see specc.runtime).
+
+    A model's products are small (64 x 64 x 128 for the MLP), where BLAS threads
+    only synchronise: on a loaded two-core machine that product took 31 ms with
+    the default threads and 0.08 ms with one.  One thread also keeps the
+    floating-point sums in one order, whatever the machine.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of optimizer step ``step``'s random draws (dropout masks, sampled noise)."""
+    return int(np.random.SeedSequence([seed % 2**32, STEP_STREAM, step]).generate_state(1)[0])
+
+
+def augment_rng(seed: int, step: int) -> np.random.Generator:
+    """The generator of optimizer step ``step``'s augmentation (one shift per example)."""
+    return np.random.default_rng([seed % 2**32, AUGMENT_STREAM, step])
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed % 2**32, SHUFFLE_STREAM, epoch]).permutation(n)
+
+
+def as_splits(model: Model, data: Any) -> Splits:
+    """Whatever ``data`` is (see :func:`train`) as a Splits."""
+    if isinstance(data, Splits):
+        return data
+    if isinstance(data, Dataset):
+        return Splits(data)
+    if isinstance(data, Mapping):
+        return Splits(dataset(model, data, name="arrays"))
+    if isinstance(data, str) and data in DATASETS and not Path(data).is_file():
+        return load_dataset(data, model)
+    if isinstance(data, (str, Path)):
+        return Splits(load(data, model))
+    raise TypeError(f"cannot train on {type(data).__name__}: give a file path, a dataset name "
+                    f"({', '.join(DATASETS)}), a specc.training.data.Dataset or a dict of arrays")
+
+
+class Trainer:
+    """One training run.  ``Trainer(model, data, epochs=3).fit()`` returns the :class:`History`."""
+
+    def __init__(self, model: Model, data: Any, *, config: TrainConfig | None = None,
+                 checkpoint: str | Path | None = None, resume: str | Path | None = None,
+                 progress: bool = True, console: Console | None = None, plots: str | Path | None = None,
+                 grad_flow: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None,
+                 **overrides: Any):
+        self.model = model
+        self.resumed = ckpt_io.load(resume) if resume is not None else None
+        if config is None:
+            if self.resumed is not None:  # the run's own settings, then any overrides
+                config = TrainConfig(**{**self.resumed.meta["config"],
+                                        **{k: v for k, v in overrides.items() if v is not None}})
+            else:
+                config = model.train_config(**overrides)
+        self.cfg = config
+        splits = as_splits(model, data)
+        self.train_set, self.val_set = splits.train.split(self.cfg.val_split, self.cfg.seed)
+        self.test_set = splits.test
+        self.augmented = check_augment(model, self.cfg.augment)  # the inputs augment moves
+        self.metric: Metric | None = choose_metric(model)
+        self.optimizer = make_optimizer(self.cfg)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.plots = Path(plots) if plots is not None else None
+        self.want_grad_flow = grad_flow
+        self.on_epoch = on_epoch
+        self.show = progress
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True, highlight=False)
+        self.out = Console(highlight=False) if console is None else console
+
+    # -- the run -----------------------------------------------------------------------------
+    def fit(self) -> History:
+        """Train (from the start or the checkpoint resumed) up to ``epochs``; the history of the whole run."""
+        with blas_threads():
+            return self._fit()
+
+    def _fit(self) -> History:
+        model, cfg = self.model, self.cfg
+        started = time.perf_counter()
+        params, state, history = self._start()
+        flows_before = self._grad_flow(params) if self.want_grad_flow else None
+        steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch)
+        first = len(history.records) + 1
+        steps = (CudaSteps if model.target == "cuda" else HostSteps)(model, self.optimizer, cfg.clip, params, state)
+        for epoch in range(first, cfg.epochs + 1):
+            record = self._epoch(epoch, steps, steps_per_epoch)
+            history.records.append(record)
+            if self.checkpoint is not None:
+                self._save(*steps.host(), history)
+            if self.on_epoch is not None:
+                self.on_epoch(record)
+        params, state = steps.host()
+        if self.test_set is not None:
+            history.test = evaluate(model, params, self.test_set, self.metric, seed=cfg.seed)
+        if self.want_grad_flow:
+            self._report_grad_flow(history, flows_before, self._grad_flow(params))
+        history.seconds = time.perf_counter() - started + (history.seconds or 0.0)
+        if self.checkpoint is not None:
+            history.checkpoint = str(self.checkpoint)
+            self._save(params, state, history)
+        if self.plots is not None:
+            self._plot(history, params)
+        history.params = params
+        if self.show:
+            self._summary(history)
+        return history
+
+    def _start(self) -> tuple[dict[str, np.ndarray], OptState, History]:
+        model, cfg = self.model, self.cfg
+        metric = self.metric.name if self.metric else None
+        if self.resumed is None:
+            params = model.init_params(cfg.seed)
+            return params, self.optimizer.init(params), History(model.name, cfg.model_dump(), metric)
+        ck = self.resumed
+        ckpt_io.check_fit(ck.params, model)
+        if ck.meta.get("spec_hash") != ckpt_io.spec_hash(model) and self.show:
+            self.console.print("[yellow]warning:[/] the checkpoint was saved from a different spec text; "
+                               "its parameters fit this one, so training goes on")
+        want = set(self.optimizer.slots)
+        if set(ck.opt_state.slots) != want:
+            raise InputError(f"the checkpoint holds optimizer state for {ck.meta['config']['optimizer']}, "
+                                     f"not {cfg.optimizer}", hint="resume with the optimizer it was trained with")
+        params = {k: ck.params[k] for k in model.param_shapes}
+        history = History.from_records(model.name, cfg.model_dump(), metric, ck.meta.get("history", []))
+        history.seconds = float(ck.meta.get("seconds", 0.0))
+        return params, ck.opt_state, history
+
+    def _epoch(self, epoch: int, steps: HostSteps | CudaSteps, steps_per_epoch: int) -> EpochRecord:
+        model, cfg = self.model, self.cfg
+        order = epoch_order(cfg.seed, epoch, len(self.train_set))
+        loss_sum, seen, norm_sum, lr = 0.0, 0, 0.0, cfg.lr
+        started = time.perf_counter()
+        with self._bar(epoch, steps_per_epoch) as bar:
+            for k, batch in enumerate(self.train_set.batches(cfg.batch, order)):
+                step = steps.step
+                lr = learning_rate(cfg, step, steps_per_epoch)
+                seed = step_seed(cfg.seed, step)
+                if self.augmented:
+                    batch = augment_batch(batch, self.augmented, cfg.augment, augment_rng(cfg.seed, step))
+                guard = functools.partial(self._guard, epoch, k, step, batch, seed)
+                loss, norm = steps.run(batch, seed, lr, guard)
+                size = len(order[k * cfg.batch:(k + 1) * cfg.batch])
+                loss_sum, seen, norm_sum = loss_sum + loss * size, seen + size, norm_sum + norm
+                bar.advance(loss_sum / seen, seen / (time.perf_counter() - started))
+            seconds = time.perf_counter() - started
+            val = evaluate(model, steps.host()[0], self.val_set, self.metric, seed=cfg.seed) if self.val_set else {}
+            bar.finish(val)
+        return EpochRecord(epoch, lr, loss_sum / max(seen, 1), val, seconds, seen / max(seconds, 1e-9),
+                           norm_sum / max(k + 1, 1))
+
+    # -- NaN / Inf ---------------------------------------------------------------------------
+    def _guard(self, epoch, batch_index, step, batch, seed, params, loss, grads) -> None:
+        bad_grad = next((k for k, g in grads.items() if not np.all(np.isfinite(g))), None)
+        if np.isfinite(loss) and bad_grad is None:
+            return
+        model = self.model
+        arrays, dims = model.bind_inputs(batch)
+        args = [arrays[i.name] for i in model.program.inputs] + model.check_params(params)
+        names = [i.name for i in model.program.inputs] + [p.name for p in model.program.params]
+        where = f"training stopped at epoch {epoch}, step {step} (batch {batch_index + 1} of the epoch)"
+        with np.errstate(all="ignore"):
+            if not np.isfinite(loss):
+                found = first_nonfinite(model.program.graph, args, dims, seed=seed, training=True)
+                err = nonfinite_error(f"{where}: the loss is {float(loss)}", found, names)
+            else:
+                graph = model.grad_program().graph
+                found = first_nonfinite(graph, args, dims, seed=seed, training=True)
+                forward = list(model.program.graph.walk())
+                backward_of = None
+                if found is not None and found.eqn is not None and not any(e is found.eqn for e in forward):
+                    backward_of = next((e.op for e in forward if e.loc == found.loc), "?")
+                err = nonfinite_error(f"{where}: the gradient of '{bad_grad}' is not finite", found, names,
+                                      backward_of=backward_of)
+        if self.checkpoint is not None and self.checkpoint.exists():
+            err.notes.append(f"the last good state is in {self.checkpoint}")
+        raise err
+
+    # -- checkpoints, grad flow, plots, output ---------------------------------------------------
+    def _save(self, params, state: OptState, history: History) -> None:
+        meta = {"spec_hash": ckpt_io.spec_hash(self.model), "model": self.model.name,
+                "config": self.cfg.model_dump(), "epoch": len(history.records), "step": state.step,
+                "rng": {"seed": self.cfg.seed, "epoch": len(history.records), "step": state.step},
+                "history": [asdict(r) for r in history.records], "test": history.test,
+                "seconds": history.seconds}
+        ckpt_io.save(self.checkpoint, ckpt_io.Checkpoint(params, state, meta))
+
+    def _grad_flow(self, params) -> list[StateFlow]:
+        from .gradflow import grad_flow
+
+        batch = dict(self.train_set.take(np.arange(min(len(self.train_set), self.cfg.batch))).arrays)
+        return grad_flow(self.model, params, batch, seed=self.cfg.seed)
+
+    def _report_grad_flow(self, history: History, before, after) -> None:
+        from .gradflow import format_flow
+
+        history.grad_flow = {when: {f.state: [float(x) for x in f.norms] for f in flows}
+                             for when, flows in (("before", before), ("after", after))}
+        self._flows = [("before training", before), ("after training", after)]
+        if self.show:
+            for when, flows in self._flows:
+                self.out.print(f"gradient flow {when}: ||dL/dS_t|| over a batch of {self.cfg.batch}")
+                for line in format_flow(flows):
+                    self.out.print(line)
+
+    def _plot(self, history: History, params) -> None:
+        from . import plots
+
+        name = self.model.name if self.model.source is None else Path(self.model.source.name).stem
+        d = self.plots
+        history.files["curves"] = str(plots.plot_history(history, d / f"{name}_curves.png", title=name))
+        if self.want_grad_flow and any(flows for _w, flows in self._flows):
+            history.files["grad_flow"] = str(plots.plot_grad_flow(self._flows, d / f"{name}_grad_flow.png",
+                                                                  title=f"{name}: gradient flow"))
+        if self.metric is not None and self.metric.name == "mse":
+            source = self.test_set or self.val_set or self.train_set
+            sample = source.take(np.arange(min(16, len(source))))
+            outs = self.model.forward(params, seed=self.cfg.seed, training=False, **sample.arrays)
+            ax_in = sample.axes[self.metric.target]
+            images = np.moveaxis(sample.arrays[self.metric.target], ax_in, 0)
+            recons = np.moveaxis(np.asarray(outs[self.metric.output]), ax_in, 0)
+            history.files["reconstructions"] = str(plots.plot_reconstructions(
+                images, recons, d / f"{name}_reconstructions.png", title=f"{name}: {source.name}"))
+        if self.show:
+            for kind, path in history.files.items():
+                self.out.print(f"wrote {kind} plot: {path}")
+
+    def _bar(self, epoch: int, steps: int) -> _EpochBar:
+        return _EpochBar(self, epoch, steps)
+
+    def _summary(self, history: History) -> None:
+        from rich.table import Table
+
+        m = self.metric
+        table = Table(title=f"{self.model.name}: {self.cfg.optimizer}, lr {self.cfg.lr:g}, batch {self.cfg.batch}")
+        for col in ("epoch", "lr", "train loss", "val loss", f"val {m.name}" if m else None, "time", "examples/s"):
+            if col:
+                table.add_column(col, justify="right")
+        for r in history.records:
+            row = [str(r.epoch), f"{r.lr:.3g}", f"{r.train_loss:.4f}", _fmt(r.val.get("loss"), "{:.4f}")]
+            if m:
+                row.append(m.format(r.val[m.name]) if m.name in r.val else "-")
+            row += [f"{r.seconds:.1f} s", f"{r.examples_per_s:,.0f}"]
+            table.add_row(*row)
+        self.out.print(table)
+        if history.test is not None:
+            t = history.test
+            metric = f"test {m.name} {m.format(t[m.name])}, " if m else ""
+            self.out.print(f"{metric}test loss {t['loss']:.4f} on {len(self.test_set)} held-out examples "
+                           f"({self.test_set.name})")
+        if history.checkpoint:
+            self.out.print(f"checkpoint: {history.checkpoint}")
+
+
+Guard = Callable[[Mapping[str, np.ndarray], Any, Mapping[str, np.ndarray]], None]  # (params, loss, grads)
+
+
+class HostSteps:
+    """Training steps on the host: parameters, gradients and optimizer state are NumPy arrays
+    (``Model.value_and_grad``, then :mod:`specc.training.optim`); the targets cpu and interp."""
+
+    def __init__(self, model: Model, optimizer: Optimizer, clip: float | None, params: dict[str, np.ndarray],
+                 state: OptState):
+        self.model, self.optimizer, self.clip = model, optimizer, clip
+        self.params, self.state = params, state
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    def run(self, batch: Mapping[str, np.ndarray], seed: int, lr: float, guard: Guard) -> tuple[float, float]:
+        """One optimizer step on one batch; returns (loss, the global gradient norm before clipping)."""
+        with np.errstate(all="ignore"):  # a NaN is reported by the guard, with its equation
+            loss, grads = self.model.value_and_grad(self.params, seed=seed, training=True, **batch)
+        guard(self.params, loss, grads)
+        grads, norm = clip_by_global_norm(grads, self.clip)
+        self.params, self.state = self.optimizer.update(self.params, grads, self.state, lr)
+        return float(loss), norm
+
+    def host(self) -> tuple[dict[str, np.ndarray], OptState]:
+        return self.params, self.state
+
+
+class CudaSteps:
+    """Training steps on the GPU (target cuda): parameters and optimizer slots stay device arrays for
+    the whole run (:class:`specc.backends.cuda.optim.DeviceOptimizer`).
+
+    A step copies the batch (and the step's random draws) to the device, calls the compiled
+    value-and-grad graph on device arrays, reduces the global gradient norm on the device and updates
+    parameters and slots in place with the optimizer's kernel; the loss and the norm are the only
+    numbers copied back.  Parameters and state come to the host only when asked (:meth:`host`:
+    validation, checkpoints, the end of the run), and for the NaN guard when the loss or the norm is
+    not finite.
+    """
+
+    def __init__(self, model: Model, optimizer: Optimizer, clip: float | None, params: dict[str, np.ndarray],
+                 state: OptState):
+        from ..backends.cuda.runtime import require_cuda
+
+        require_cuda()
+        from ..backends.cuda.optim import DeviceOptimizer
+
+        self.model, self.clip = model, clip
+        self.grad = model.grad_program()
+        self.keep, self.kernel = model._kernel(("grad", False), self.grad.graph)  # the graph value_and_grad runs
+        names = [p.name for p in model.program.params]
+        self.opt = DeviceOptimizer(optimizer, dict(zip(names, model.check_params(params))), state)
+        self._host: tuple[dict[str, np.ndarray], OptState] | None = (params, state)
+
+    @property
+    def step(self) -> int:
+        return self.opt.step
+
+    def run(self, batch: Mapping[str, np.ndarray], seed: int, lr: float, guard: Guard) -> tuple[float, float]:
+        """One optimizer step on one batch; returns (loss, the global gradient norm before clipping)."""
+        model = self.model
+        arrays, dims = model.bind_inputs(batch)  # checked on the host (shapes, class ids)
+        args = [arrays[i.name] for i in model.program.inputs] + [self.opt.params[p.name] for p in model.program.params]
+        outs = self.kernel([args[i] for i in self.keep], dims, seed=seed, training=True, device=True)
+        loss = outs[0].copy_to_host().reshape(())
+        grads = dict(zip(self.grad.wrt, outs[self.grad.n_forward:]))
+        norm = self.opt.global_norm(grads)
+        if not (np.isfinite(loss) and math.isfinite(norm)):  # some gradient is not finite (or its square overflows)
+            host_grads = {k: g.copy_to_host().reshape(self.opt.shapes[k]) for k, g in grads.items()}
+            guard(self.host()[0], loss, host_grads)
+        self.opt.update(grads, lr, clip_scale(norm, self.clip))
+        self._host = None
+        return float(loss), norm
+
+    def host(self) -> tuple[dict[str, np.ndarray], OptState]:
+        """Parameters and optimizer state copied to the host (once per step at most)."""
+        if self._host is None:
+            self._host = (self.opt.host_params(), self.opt.host_state())
+        return self._host
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else spec.format(x)
+
+
+SHORT = {"accuracy": "acc"}
+
+
+class _EpochBar:
+    """A rich progress bar for one epoch: batches, running loss, throughput; the metric when done."""
+
+    def __init__(self, trainer: Trainer, epoch: int, steps: int):
+        self.trainer, self.epoch, self.steps = trainer, epoch, steps
+        self.progress = None
+
+    def __enter__(self) -> Self:
+        if not self.trainer.show:
+            return self
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn(f"epoch {self.epoch:>{len(str(self.trainer.cfg.epochs))}}/{self.trainer.cfg.epochs}"),
+            BarColumn(bar_width=12), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            console=self.trainer.console, transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("", total=self.steps, info="")
+        return self
+
+    def advance(self, loss: float, speed: float) -> None:
+        if self.progress is not None:
+            self.loss, self.speed = f"loss {loss:.4f}", f"{speed:,.0f} ex/s"
+            self.progress.update(self.task, advance=1, info=f"{self.loss}  {self.speed}")
+
+    def finish(self, val: Mapping[str, float]) -> None:
+        if self.progress is None:
+            return
+        m = self.trainer.metric
+        text = f"  val loss {val['loss']:.4f}" if "loss" in val and (m is None or m.name not in val) else ""
+        if m is not None and m.name in val:
+            text = f"  val {SHORT.get(m.name, m.name)} {m.format(val[m.name])}"
+        self.progress.update(self.task, info=f"{self.loss}{text}  {self.speed}")
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def train(model: Model | str | Path, data: Any, **options: Any) -> History:
+    """Train ``model`` on ``data`` and return the :class:`History`.
+
+    ``data``: a path (.npz, .npy, .csv), a built-in dataset's name (``"digits"``),
+    a :class:`~specc.training.data.Dataset`, a :class:`~specc.training.data.Splits` or a dict of
+    arrays named after the inputs.  ``options``: training settings that
+    override the spec's ``train`` block (``epochs=3, lr=0.01, optimizer="sgd"``,
+    any :class:`~specc.training.config.TrainConfig` field) and the :class:`Trainer`'s
+    own (``checkpoint=``, ``resume=``, ``progress=``, ``plots=``, ``grad_flow=``).
+    The trained parameters are ``history.params``.
+    """
+    if not hasattr(model, "value_and_grad"):
+        from ..api import compile
+
+        model = compile(model)
+    return Trainer(model, data, **options).fit()
+
