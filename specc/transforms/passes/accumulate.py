@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from ...ir.dims import Dim
 from ...ir.core import Eqn, Graph, TensorType, Value
-from .rewrite import Emitter, map_bodies, new_graph, producers, resolve, users, with_inputs
+from ...ir.builder import GraphBuilder
+from .rewrite import map_bodies, new_graph, producers, resolve, users, with_inputs
 from ...ir.scan import Scan, State, final_index, unpack_scan
 
 
@@ -57,7 +58,7 @@ def batch_accumulations(graph: Graph) -> Graph:
 
 def _batch(eqn: Eqn, readers, made, outputs) -> tuple[Eqn, list[Eqn], dict[int, Value], set[Eqn]]:
     scan = unpack_scan(eqn)
-    em = Emitter(eqn.loc)
+    em = GraphBuilder(loc=eqn.loc, splice=True)
     replaced: dict[int, Value] = {}
     gone: set[Eqn] = set()
     changed = False
@@ -71,7 +72,7 @@ def _batch(eqn: Eqn, readers, made, outputs) -> tuple[Eqn, list[Eqn], dict[int, 
         step, adds, products, rest = found
         total = _after_loop(scan, s, products, em)
         if rest:  # the other terms stay accumulated in the loop
-            body_em = Emitter(step.loc)
+            body_em = GraphBuilder(loc=step.loc, splice=True)
             d = rest[0]
             for r in rest[1:]:
                 d = body_em.emit1("add", [d, r])
@@ -175,7 +176,7 @@ def _per_step(scan: Scan, value: Value, name: str) -> Value:
     return result
 
 
-def _after_loop(scan: Scan, s: State, products: list[tuple], em: Emitter) -> Value:
+def _after_loop(scan: Scan, s: State, products: list[tuple], em: GraphBuilder) -> Value:
     length = scan.length
     made = producers(scan.eqns)
     total = None

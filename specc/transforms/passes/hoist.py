@@ -28,7 +28,8 @@ from collections.abc import Callable
 from ...ir.dims import Dim
 from ...ir.core import Eqn, Graph, TensorType, Value
 from ...ops import REGISTRY, ShapeRuleError
-from .rewrite import CONST, SEQ, VARYING, Emitter, eqn_class, fresh, new_graph, prune_eqns, resolve, substitute, with_inputs, with_params
+from ...ir.builder import GraphBuilder
+from .rewrite import CONST, SEQ, VARYING, eqn_class, fresh, new_graph, prune_eqns, resolve, substitute, with_inputs, with_params
 from ...ir.scan import Scan, unpack_scan
 
 
@@ -57,7 +58,7 @@ def _hoist_nested(e: Eqn) -> Eqn:
 # A rule builds, with the emitter, an op on whole sequences: it gets the equation, its
 # operands (outer values: [T, ...] for sequences, as-is for consts), which operands are
 # sequences, and the length T; it returns the outputs ([T, ...]) or None (stay in the loop).
-SeqRule = Callable[[Emitter, Eqn, list[Value], list[bool], Dim], "list[Value] | None"]
+SeqRule = Callable[[GraphBuilder, Eqn, list[Value], list[bool], Dim], "list[Value] | None"]
 SEQ_RULES: dict[str, SeqRule] = {}
 
 
@@ -70,11 +71,11 @@ def seq_rule(*ops: str) -> Callable[[SeqRule], SeqRule]:
     return register
 
 
-def _same_op(em: Emitter, e: Eqn, ins: list[Value], **params) -> list[Value]:
+def _same_op(em: GraphBuilder, e: Eqn, ins: list[Value], **params) -> list[Value]:
     return em.emit(e.op, ins, {**e.params, **params}, names=[v.name for v in e.outputs])
 
 
-def _elementwise_rule(em: Emitter, e: Eqn, ins: list[Value], is_seq: list[bool], length: Dim) -> list[Value]:
+def _elementwise_rule(em: GraphBuilder, e: Eqn, ins: list[Value], is_seq: list[bool], length: Dim) -> list[Value]:
     rank = max(v.type.rank for v in e.outputs)
     args = []
     for v, s in zip(ins, is_seq):
@@ -156,7 +157,7 @@ def _hoist(eqn: Eqn, keep: frozenset[int] = frozenset()) -> tuple[list[Eqn], Eqn
     for s in scan.states:
         for v in s.lagged:
             cls[v.uid] = VARYING
-    em = Emitter()
+    em = GraphBuilder(splice=True)
     body: list[Eqn] = []
     local: set[int] = set()  # constants (full): copied out where needed, and also kept in the loop
     for e in scan.eqns:
@@ -239,7 +240,7 @@ def _elementwise(e: Eqn) -> bool:
     return REGISTRY[e.op].elementwise and e.op != "full"
 
 
-def _outside(em: Emitter, e: Eqn, c: str, cls: dict[int, str], outer: dict[int, Value], length: Dim
+def _outside(em: GraphBuilder, e: Eqn, c: str, cls: dict[int, str], outer: dict[int, Value], length: Dim
              ) -> list[Value] | None:
     """Emit ``e`` before the loop (on whole sequences if it reads any); its outer outputs, or None."""
     ins = [outer[v.uid] for v in e.inputs]
@@ -249,12 +250,12 @@ def _outside(em: Emitter, e: Eqn, c: str, cls: dict[int, str], outer: dict[int, 
     if rule is None:
         return None
     is_seq = [cls[v.uid] == SEQ for v in e.inputs]
-    trial = Emitter(e.loc)
+    trial = GraphBuilder(loc=e.loc, splice=True)
     try:
         outs = rule(trial, e, ins, is_seq, length)
     except ShapeRuleError:
         return None
     if outs is None or [o.type for o in outs] != [TensorType(v.dtype, (length, *v.shape)) for v in e.outputs]:
         return None
-    em.eqns.extend(trial.eqns)
+    em.extend(trial.eqns)
     return outs

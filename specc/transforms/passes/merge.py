@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from ...ir.dims import Dim
 from ...ir.core import Eqn, Graph, Value
-from .rewrite import VARYING, Emitter, dependencies, loop_classes, merged_loc, new_graph, producers, toposort, users, with_params
+from ...ir.builder import GraphBuilder
+from .rewrite import VARYING, dependencies, loop_classes, merged_loc, new_graph, producers, toposort, users, with_params
 from ...ir.scan import unpack_scan
 
 
@@ -74,7 +75,7 @@ def _merge_shared_left(graph: Graph) -> Graph:
 
 def _merge(group: list[Eqn]) -> list[Eqn]:
     a = group[0].inputs[0]
-    em = Emitter(merged_loc(group))
+    em = GraphBuilder(loc=merged_loc(group), splice=True)
     weights = [e.inputs[1] for e in group]
     cat = em.emit1("concat", weights, {"axis": 1})
     product = em.emit1("matmul", [a, cat])
@@ -122,7 +123,7 @@ def _merge_sums(body: Graph, cls: dict[int, str]) -> Graph:
             continue
         products = _in_output_order(products, body)
         rest = [v for v in leaves if made.get(v.uid) not in products]
-        em = Emitter(merged_loc(products))
+        em = GraphBuilder(loc=merged_loc(products), splice=True)
         rank = out.type.rank
         lhs = em.emit1("concat", [e.inputs[0] for e in products], {"axis": rank - 1})
         rhs = em.emit1("concat", [e.inputs[1] for e in products], {"axis": 0})

@@ -1,8 +1,8 @@
-"""What the passes share: emitting equations, substituting values, scans taken apart and rebuilt.
+"""What the passes share: substituting values, equation and graph helpers, loop classes.
 
 In: IR records (:mod:`specc.ir.core`).  Out: new IR records; nothing is mutated.
 
-* :class:`Emitter` appends equations typed by their op's shape rule.
+* equations are emitted by :class:`specc.ir.builder.GraphBuilder` (``splice=True``).
 * :func:`substitute` renames the inputs of equations (a value replaced by
   another); :func:`with_inputs` / :func:`with_params` copy one equation.
 * scans are taken apart and packed back by :mod:`specc.ir.scan`.
@@ -48,34 +48,6 @@ def with_params(eqn: Eqn, **params: Any) -> Eqn:
 def fresh(v: Value, type_: TensorType | None = None) -> Value:
     """A new value like ``v`` (same name hint)."""
     return Value(type_ or v.type, v.name)
-
-
-class Emitter:
-    """Appends equations to a list; each equation's outputs are typed by its op's shape rule."""
-
-    def __init__(self, loc: Span | None = None):
-        self.eqns: list[Eqn] = []
-        self.loc = loc
-
-    def emit(self, op: str, inputs: Sequence[Value], params: Mapping[str, Any] | None = None, *,
-             loc: Span | None = None, names: Sequence[str | None] | None = None,
-             outputs: Sequence[Value] | None = None) -> list[Value]:
-        params = dict(params or {})
-        types = REGISTRY[op].infer([v.type for v in inputs], params)
-        if outputs is not None:  # reuse given output values (their types must agree)
-            if [v.type for v in outputs] != list(types):
-                raise AssertionError(f"{op}: outputs {list(map(str, outputs))} but the rule gives {types}")
-            outs = list(outputs)
-        else:
-            names = names or [None] * len(types)
-            outs = [Value(t, n) for t, n in zip(types, names)]
-        self.eqns.append(Eqn(op, tuple(inputs), tuple(outs), freeze(params), loc or self.loc))
-        return outs
-
-    def emit1(self, op: str, inputs: Sequence[Value], params: Mapping[str, Any] | None = None, *,
-              loc: Span | None = None, name: str | None = None, output: Value | None = None) -> Value:
-        return self.emit(op, inputs, params, loc=loc, names=[name],
-                         outputs=None if output is None else [output])[0]
 
 
 def substitute(eqns: Iterable[Eqn], subst: Mapping[int, Value]) -> list[Eqn]:

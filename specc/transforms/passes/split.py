@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from ...ir.dims import Dim
 from ...ir.core import Eqn, Graph, Value
-from .rewrite import VARYING, Emitter, loop_classes, map_bodies, producers, users, with_params
+from ...ir.builder import GraphBuilder
+from .rewrite import VARYING, loop_classes, map_bodies, producers, users, with_params
 from ...ir.scan import unpack_scan
 
 
@@ -60,7 +61,7 @@ def _split(e: Eqn, made: dict[int, Eqn], cls: dict[int, str]) -> list[Eqn] | Non
     runs = _runs(cat.inputs, cls)
     if len(runs) < 2:
         return None
-    em = Emitter(e.loc)
+    em = GraphBuilder(loc=e.loc, splice=True)
     total: Value | None = None
     offset = Dim.const(0)
     for k, run in enumerate(runs):
@@ -112,7 +113,7 @@ def narrow_matmuls(graph: Graph) -> Graph:
                 or any(tuple(x) != full for x in index[:-1]) or index[-1][0] != "slice"):
             continue
         a, w = prod.inputs
-        em = Emitter(e.loc)
+        em = GraphBuilder(loc=e.loc, splice=True)
         cols = em.emit1("getitem", [w], {"index": (full, index[-1])}, name=w.name)
         em.emit1("matmul", [a, cols], loc=prod.loc, output=e.outputs[0])
         replaced[e] = em.eqns

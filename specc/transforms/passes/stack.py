@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 from ...ir.dims import Dim
 from ...ir.core import Eqn, Graph, TensorType, Value
-from .rewrite import Emitter, map_bodies, new_graph, producers, users
+from ...ir.builder import GraphBuilder
+from .rewrite import map_bodies, new_graph, producers, users
 from ...ir.scan import State, unpack_scan
 
 FULL = ("slice", None, None, 1)
@@ -137,7 +138,7 @@ def _rewrite(graph: Graph, scan_eqn: Eqn, m: Match) -> Graph:
     rewritten = dropped | column_ops
     sliced = {v.uid for e in graph.eqns if id(e) not in rewritten for v in e.inputs}
     sliced |= {v.uid for v in graph.outputs}
-    em = Emitter(scan_eqn.loc)
+    em = GraphBuilder(loc=scan_eqn.loc, splice=True)
     shared: dict[tuple, Value] = {}  # (op, params) -> that op of the whole history
     eqns: list[Eqn] = []
     for e in graph.eqns:
@@ -185,7 +186,7 @@ def _column_op(e: Eqn, columns: dict[int, tuple]) -> bool:
     return e.op == "reshape" and _keeps_last(e)
 
 
-def _through_whole(em: Emitter, e: Eqn, whole: Value, cols: tuple, shared: dict[tuple, Value]) -> None:
+def _through_whole(em: GraphBuilder, e: Eqn, whole: Value, cols: tuple, shared: dict[tuple, Value]) -> None:
     """``e`` on the whole stacked history (once per distinct op and params), then its columns: ``e``'s output."""
     params = dict(e.params)
     if e.op == "reshape":
@@ -200,6 +201,6 @@ def _last_slice(v: Value, cols: tuple) -> tuple:
     return (FULL,) * (v.type.rank - 1) + (("slice", cols[0], cols[1], 1),)
 
 
-def _take(em: Emitter) -> list[Eqn]:
+def _take(em: GraphBuilder) -> list[Eqn]:
     out, em.eqns = em.eqns, []
     return out
