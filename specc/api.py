@@ -20,7 +20,8 @@ from .training.config import TrainConfig, train_config
 from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean
 from .training.initializers import initialize, param_rng
 from .backends.interp import interpret
-from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
+from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune
+from .ir.verify import verify_program
 
 TARGETS = ("cpu", "cuda", "interp")
 DTYPE_NAMES = {"float32": "f32", "float64": "f64", "f32": "f32", "f64": "f64"}

@@ -14,7 +14,7 @@ import pytest
 
 import specc
 from specc.transforms.gradcheck import gradcheck
-from specc.ir.core import verify
+from specc.ir.verify import verify
 from specc.ops.scan import merge_scans
 from specc.transforms.passes import optimize
 

@@ -32,7 +32,8 @@ import pytest
 import specc
 from specc.backends import LOWERINGS, generator, lift_random, missing_lowerings
 from specc.backends.interp import interpret
-from specc.ir.core import NUMPY_DTYPES, Program, verify
+from specc.ir.core import NUMPY_DTYPES, Program
+from specc.ir.verify import verify
 from specc.ops import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,8 @@ import pytest
 import specc
 from specc.ir.dims import Dim
 from specc.errors import IRError
-from specc.ir.core import Eqn, Graph, TensorType, Value, freeze, prune, verify
+from specc.ir.core import Eqn, Graph, TensorType, Value, freeze, prune
+from specc.ir.verify import verify
 
 B, H = Dim.sym("B"), Dim.sym("H")
 F = TensorType("f32", (B, Dim.const(4)))

@@ -19,7 +19,8 @@ from specc.transforms.autodiff import value_and_grad
 from specc.ir.builder import GraphBuilder
 from specc.ir.dims import Dim
 from specc.backends.interp import interpret
-from specc.ir.core import Graph, TensorType, Value, verify
+from specc.ir.core import Graph, TensorType, Value
+from specc.ir.verify import verify
 from specc.transforms.passes import optimize, stack_histories
 
 ROOT = Path(__file__).resolve().parent.parent

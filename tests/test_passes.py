@@ -24,7 +24,8 @@ from specc.ir.builder import GraphBuilder
 from specc.cli import main
 from specc.ir.dims import Dim
 from specc.backends.interp import interpret
-from specc.ir.core import Graph, Program, TensorType, Value, verify
+from specc.ir.core import Graph, Program, TensorType, Value
+from specc.ir.verify import verify
 from specc.ops import REGISTRY
 from specc.transforms.passes import PASS_NAMES, PIPELINE, batch_accumulations, fold_constants, fuse_elementwise, hoist_scan_invariants, merge_matmuls, narrow_matmuls, optimize, optimize_program, split_concat_matmul
 from specc.transforms.passes import cse

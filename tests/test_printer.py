@@ -7,7 +7,8 @@ import json
 from specc.ir.dims import Dim
 from specc.errors import Source, Span
 from specc.ir.serialize import ProgramJson, program_to_json
-from specc.ir.core import Eqn, Graph, Initializer, InputInfo, ParamInfo, Program, TensorType, Value, freeze, verify
+from specc.ir.core import Eqn, Graph, Initializer, InputInfo, ParamInfo, Program, TensorType, Value, freeze
+from specc.ir.verify import verify
 from specc.ops import REGISTRY
 from specc.ir.printer import Namer, format_graph, format_program, program_names
 

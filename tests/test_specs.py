@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import specc
-from specc.ir.core import Program, Value, verify_program
+from specc.ir.core import Program, Value
+from specc.ir.verify import verify_program
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))

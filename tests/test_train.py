@@ -274,7 +274,7 @@ def test_nan_guard_in_the_backward_pass():
 def test_grad_flow_is_the_total_state_gradient():
     """For the Elman RNN, dL/dx_t = (dL/dh_t * (1 - h_t^2)) W^T with dL/dh_t the total derivative."""
     from specc.training.gradflow import _perturbed_scan, grad_flow, state_gradients
-    from specc.ir.core import verify
+    from specc.ir.verify import verify
 
     m = specc.compile("specs/rnn.nn", dtype="float64")
     rng = np.random.default_rng(0)

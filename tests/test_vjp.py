@@ -36,7 +36,8 @@ from specc.ir.builder import GraphBuilder
 from specc.ir.dims import Dim, concrete
 from specc.transforms.gradcheck import gradcheck
 from specc.backends.interp import interpret
-from specc.ir.core import NUMPY_DTYPES, Graph, TensorType, Value, verify
+from specc.ir.core import NUMPY_DTYPES, Graph, TensorType, Value
+from specc.ir.verify import verify
 from specc.ops import REGISTRY, DTypeRuleError, RefContext, ShapeRuleError
 from specc.ops.grad import GRAD_ONLY
 

@@ -11,8 +11,8 @@ Out: :class:`Graph` (SSA: inputs, equations, outputs) and :class:`Program`
   it came from.
 * A recurrence is one ``scan`` equation whose ``body`` parameter is a Graph.
 
-:func:`verify` checks the invariants (SSA, defined-before-used, each
-equation's types agree with its op's shape rule, scan bodies well formed).
+:func:`specc.ir.verify.verify` checks the invariants (SSA, defined-before-used,
+each equation's types agree with its op's shape rule, scan bodies well formed).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .dims import Dim, Shape, shape_str
-from ..errors import IRError, Span
+from ..errors import Span
 
 DTYPES = ("f32", "f64", "i32")
 NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32}
@@ -153,59 +153,6 @@ class Program:
         return self.graph.outputs[self.output_names.index(name)]
 
 
-# ---- verification ----------------------------------------------------------------------
-def verify(graph: Graph, *, where: str = "graph") -> None:
-    """Check SSA, definition before use, and each equation against its op's shape rule."""
-    from ..ops import REGISTRY  # late import: ops depend on ir
-
-    defined: set[int] = set()
-    for v in graph.inputs:
-        _define(v, defined, where)
-    for eqn in graph.eqns:
-        for v in eqn.inputs:
-            if v.uid not in defined:
-                raise IRError(f"{where}: {eqn.op} uses {v!r} before it is defined", eqn.loc)
-        op = REGISTRY.get(eqn.op)
-        if op is None:
-            raise IRError(f"{where}: unknown op '{eqn.op}'", eqn.loc)
-        try:
-            expected = op.infer([v.type for v in eqn.inputs], dict(eqn.params))
-        except Exception as e:  # a shape rule rejecting its own graph is a compiler bug
-            raise IRError(f"{where}: {eqn.op}: {e}", eqn.loc) from None
-        got = [v.type for v in eqn.outputs]
-        if list(expected) != got:
-            raise IRError(
-                f"{where}: {eqn.op} outputs {', '.join(map(str, got))} but its shape rule gives "
-                f"{', '.join(map(str, expected))}",
-                eqn.loc,
-            )
-        op.verify(eqn, where)
-        for v in eqn.outputs:
-            _define(v, defined, where)
-    for v in graph.outputs:
-        if v.uid not in defined:
-            raise IRError(f"{where}: output {v!r} is never defined")
-
-
-def _define(v: Value, defined: set[int], where: str) -> None:
-    if v.uid in defined:
-        raise IRError(f"{where}: {v!r} is defined twice (not SSA)")
-    defined.add(v.uid)
-
-
-def verify_program(prog: Program) -> None:
-    g = prog.graph
-    if len(g.inputs) != len(prog.inputs) + len(prog.params):
-        raise IRError("program inputs do not match its graph's inputs")
-    if len(g.outputs) != len(prog.output_names):
-        raise IRError("program output names do not match its graph's outputs")
-    if prog.output_names[:1] != ("loss",):
-        raise IRError("the first program output must be 'loss'")
-    if g.outputs[0].shape != ():
-        raise IRError("loss must be a scalar")
-    verify(g, where=f"model {prog.name}")
-
-
 def dim_symbols(shape: Shape) -> set[str]:
     out: set[str] = set()
     for d in shape:
@@ -231,8 +178,6 @@ __all__ = [
     "Program",
     "TensorType",
     "Value",
-    "verify",
-    "verify_program",
 ]
 
 

@@ -13,8 +13,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import IRError
+from ..ir.core import NUMPY_DTYPES, Eqn, TensorType
 from ..ir.dims import Dim, Shape, shape_str
-from ..ir.core import Eqn, TensorType
+
+# The graph verifier, handed to the per-op check of ops whose params hold a body graph
+# (the verifier, in specc.ir.verify, reads this registry: the ops cannot import it).
+GraphVerifier = Callable[..., None]  # (graph: Graph, *, where: str) -> None
 
 
 class ShapeRuleError(Exception):
@@ -62,15 +67,14 @@ class Op:
     doc: str = ""
     vjp: Callable | None = None
     lowerings: dict[str, Callable] = field(default_factory=dict)
-    extra_verify: Callable[[Eqn, str], None] | None = None
+    extra_verify: Callable[[Eqn, str, GraphVerifier], None] | None = None
 
-    def verify(self, eqn: Eqn, where: str) -> None:
+    def verify(self, eqn: Eqn, where: str, verify_graph: GraphVerifier) -> None:
+        """The op's own checks of one equation; ``verify_graph`` checks a body graph in its params."""
         if self.n_inputs is not None and len(eqn.inputs) != self.n_inputs:
-            from ..errors import IRError
-
             raise IRError(f"{where}: {self.name} takes {self.n_inputs} inputs, got {len(eqn.inputs)}", eqn.loc)
         if self.extra_verify:
-            self.extra_verify(eqn, where)
+            self.extra_verify(eqn, where, verify_graph)
 
 
 REGISTRY: dict[str, Op] = {}
@@ -132,6 +136,4 @@ def need_int(t: TensorType, opname: str, operand: int = 0) -> None:
 
 
 def np_dtype(dtype: str) -> Any:
-    from ..ir.core import NUMPY_DTYPES
-
     return NUMPY_DTYPES[dtype]

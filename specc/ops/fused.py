@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import IRError
 from ..ir.core import Eqn, Graph
-from .core import REGISTRY, Op, ShapeRuleError, register
+from .core import REGISTRY, GraphVerifier, Op, ShapeRuleError, register
 
 
 def _infer(ins, p):
@@ -21,9 +21,7 @@ def _infer(ins, p):
     return [v.type for v in body.outputs]
 
 
-def _verify(eqn: Eqn, where: str) -> None:
-    from ..ir.core import verify
-
+def _verify(eqn: Eqn, where: str, verify: GraphVerifier) -> None:
     body: Graph = eqn.params["body"]
     for e in body.eqns:
         if not REGISTRY[e.op].elementwise:

@@ -24,7 +24,7 @@ from ..ir.dims import shape_str
 from ..errors import IRError
 from ..ir.core import Eqn, Graph, TensorType, Value
 from ..ir.scan import split_inputs
-from .core import REGISTRY, Op, ShapeRuleError, register
+from .core import REGISTRY, GraphVerifier, Op, ShapeRuleError, register
 
 
 def _infer(ins, p):
@@ -43,9 +43,7 @@ def _infer(ins, p):
     return outs
 
 
-def _verify(eqn: Eqn, where: str) -> None:
-    from ..ir.core import verify
-
+def _verify(eqn: Eqn, where: str, verify: GraphVerifier) -> None:
     p = eqn.params
     body: Graph = p["body"]
     consts, seqs, inits = split_inputs(eqn.inputs, p)

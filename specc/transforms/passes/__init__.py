@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import NamedTuple
 
-from ...ir.core import Graph, IRError, Program, verify
+from ...errors import IRError
+from ...ir.core import Graph, Program
+from ...ir.verify import verify
 from .accumulate import batch_accumulations
 from .cse import cse
 from .dce import dce
