@@ -15,7 +15,7 @@ import pytest
 import specc
 from specc.transforms.gradcheck import gradcheck
 from specc.ir.verify import verify
-from specc.ops.scan import merge_scans
+from specc.transforms.bptt import merge_scans
 from specc.transforms.passes import optimize
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 import specc
-from specc.transforms.autodiff import GradCtx, backprop
+from specc.transforms.autodiff import BODY_RULES, GradCtx, backprop, vjp_rule
 from specc.ir.builder import GraphBuilder
 from specc.ir.dims import Dim, concrete
 from specc.transforms.gradcheck import gradcheck
@@ -672,10 +672,14 @@ def test_every_op_is_covered() -> None:
 
 
 def test_every_forward_op_has_a_vjp_rule() -> None:
-    no_rule = {name for name, op in REGISTRY.items() if op.vjp is None}
+    """Each op has a VJP (its own, or autodiff's rule for ops with a body) or says why it has none."""
+    no_rule = {name for name in REGISTRY if vjp_rule(name) is None}
+    unexplained = {name for name in no_rule if not REGISTRY[name].no_vjp}
+    assert not unexplained, f"ops with no VJP and no reason given: {sorted(unexplained)}"
     # the gradient-only adjoints are first-order only; fused is created after differentiation
     assert no_rule <= set(GRAD_ONLY) | {"fused"}, sorted(no_rule - set(GRAD_ONLY) - {"fused"})
-    with_rule = {name for name, op in REGISTRY.items() if op.vjp is not None}
+    assert set(BODY_RULES) <= set(REGISTRY), sorted(set(BODY_RULES) - set(REGISTRY))
+    with_rule = {name for name in REGISTRY if vjp_rule(name) is not None}
     untested = with_rule - {c.op for c in VJP_CASES} - set(EXEMPT)
     assert not untested, f"VJP rules without a central-difference case: {sorted(untested)}"
 
@@ -988,3 +992,11 @@ def test_a_wrong_tanh_rule_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(REGISTRY["tanh"], "vjp", wrong)
     assert gradcheck_model(model, {"T": 3, "B": 2})
+
+
+def test_registering_an_op_without_a_vjp_or_a_reason_fails() -> None:
+    from specc.ops.core import Op, register
+
+    with pytest.raises(ValueError, match="vjp"):
+        register(Op("no_such_op", lambda ins, p: [], lambda ctx, ins, p: []))
+    assert "no_such_op" not in REGISTRY

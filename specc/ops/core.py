@@ -1,9 +1,14 @@
 """The op registry: one object per op, holding everything about it.
 
-An :class:`Op` has its shape/dtype rule (``infer``), its NumPy reference
-evaluation (``ref``), and slots that later stages fill in the same place:
-``vjp`` (autodiff) and ``lowerings`` (code generators by target).  Ops are
-registered once, by name, in :data:`REGISTRY`.
+An :class:`Op` is registered once, by name, in :data:`REGISTRY`, with its
+shape/dtype rule (``infer``), its NumPy reference evaluation (``ref``) and
+its VJP (``vjp``: the backward equations, emitted through the builder
+context autodiff passes it, so an op never imports the builder), side by
+side in the op's module.  An op without a VJP says why at registration
+(``no_vjp``): gradient-only ops are first order, ``fused`` is built after
+differentiation, and ``scan`` (an op with a body graph) is differentiated by
+a rule that autodiff owns (:mod:`specc.transforms.bptt`).  Code generators
+keep their lowering rules in their own tables (``lowerings`` by target).
 """
 
 from __future__ import annotations
@@ -65,7 +70,9 @@ class Op:
     elementwise: bool = False
     random: bool = False
     doc: str = ""
+    # vjp(g, eqn, cts, needed) -> one cotangent (or None) per input; g: autodiff's GradCtx
     vjp: Callable | None = None
+    no_vjp: str | None = None  # why the op has no vjp of its own (it must have one or the other)
     lowerings: dict[str, Callable] = field(default_factory=dict)
     extra_verify: Callable[[Eqn, str, GraphVerifier], None] | None = None
 
@@ -83,6 +90,8 @@ REGISTRY: dict[str, Op] = {}
 def register(op: Op) -> Op:
     if op.name in REGISTRY:
         raise ValueError(f"op {op.name} registered twice")
+    if (op.vjp is None) == (op.no_vjp is None):
+        raise ValueError(f"op {op.name}: give either its vjp or, in no_vjp, why it has none")
     REGISTRY[op.name] = op
     return op
 

@@ -1,7 +1,8 @@
 """Elementwise ops: unary activations and broadcasting binary arithmetic.
 
-Each entry of the two tables below is one op: its NumPy reference and
-whether it accepts integers.  Shape rule: unary keeps the shape; binary
+Each entry of the two tables below is one op: its NumPy reference,
+whether it accepts integers and (unary) its derivative; the binary ops' VJPs
+are in :func:`_binary_vjp`.  Shape rule: unary keeps the shape; binary
 broadcasts NumPy-style on symbolic dims (equal dims, or one of them 1).
 """
 
@@ -35,67 +36,6 @@ def _leaky_relu(x, p):
     return np.where(x > 0, x, a * x).astype(x.dtype)
 
 
-# name -> (reference, allows integers, doc)
-UNARY = {
-    "neg": (lambda x, p: -x, True, "-x"),
-    "exp": (lambda x, p: np.exp(x), False, "e^x"),
-    "log": (lambda x, p: np.log(x), False, "natural logarithm"),
-    "sqrt": (lambda x, p: np.sqrt(x), False, "square root"),
-    "abs": (lambda x, p: np.abs(x), True, "|x|"),
-    "sigmoid": (_sigmoid, False, "1 / (1 + e^-x)"),
-    "tanh": (lambda x, p: np.tanh(x), False, "hyperbolic tangent"),
-    "relu": (lambda x, p: np.maximum(x, 0).astype(x.dtype), False, "max(x, 0)"),
-    "leaky_relu": (_leaky_relu, False, "x if x > 0 else alpha * x (alpha = 0.01)"),
-    "elu": (_elu, False, "x if x > 0 else alpha * (e^x - 1) (alpha = 1)"),
-    "gelu": (_gelu, False, "x * Phi(x), tanh approximation"),
-    "softplus": (lambda x, p: np.logaddexp(0, x).astype(x.dtype), False, "log(1 + e^x)"),
-}
-
-BINARY = {
-    "add": (np.add, True, "a + b"),
-    "sub": (np.subtract, True, "a - b"),
-    "mul": (np.multiply, True, "a * b"),
-    "div": (np.divide, False, "a / b"),
-    "pow": (np.power, False, "a ** b"),
-    "maximum": (np.maximum, True, "elementwise max(a, b)"),
-    "minimum": (np.minimum, True, "elementwise min(a, b)"),
-}
-
-
-def _unary(name: str, fn, ints: bool, doc: str) -> Op:
-    def infer(ins, params):
-        if not ints:
-            need_float(ins[0], name)
-        return [ins[0]]
-
-    def ref(ctx, ins, params):
-        return [np.asarray(fn(ins[0], params), dtype=ins[0].dtype)]
-
-    return Op(name, infer, ref, n_inputs=1, elementwise=True, doc=doc)
-
-
-def _binary(name: str, fn, ints: bool, doc: str) -> Op:
-    def infer(ins, params):
-        dt = same_dtype(ins, name)
-        if not ints:
-            need_float(ins[0], name)
-        return [TensorType(dt, broadcast(ins[0].shape, ins[1].shape))]
-
-    def ref(ctx, ins, params):
-        return [np.asarray(fn(ins[0], ins[1]), dtype=ins[0].dtype)]
-
-    return Op(name, infer, ref, n_inputs=2, elementwise=True, doc=doc)
-
-
-for _name, (_fn, _ints, _doc) in UNARY.items():
-    register(_unary(_name, _fn, _ints, _doc))
-for _name, (_fn, _ints, _doc) in BINARY.items():
-    register(_binary(_name, _fn, _ints, _doc))
-
-
-# ---- VJP rules -------------------------------------------------------------------------
-# Unary: d(input) = ct * f'(x), written with IR ops through the grad context g;
-# x is the input value, y the output value, p the params.
 def _gelu_grad(g, x, y, p):
     c, k = float(_GELU_C), 0.044715
     x2 = g.mul(x, x)
@@ -111,31 +51,51 @@ def _one(g, x):
     return g.const(1.0, x.dtype)
 
 
-UNARY_GRAD = {
-    "neg": lambda g, x, y, p: g.const(-1.0, x.dtype),
-    "exp": lambda g, x, y, p: y,
-    "log": lambda g, x, y, p: g.div(_one(g, x), x),
-    "sqrt": lambda g, x, y, p: g.div(g.const(0.5, x.dtype), y),
-    "abs": lambda g, x, y, p: g.emit("sign", [x]),
-    "sigmoid": lambda g, x, y, p: g.mul(y, g.sub(_one(g, x), y)),
-    "tanh": lambda g, x, y, p: g.sub(_one(g, x), g.mul(y, y)),
-    "relu": lambda g, x, y, p: g.emit("step", [x]),
-    "leaky_relu": lambda g, x, y, p: g.add(g.scale(g.emit("step", [x]), 1.0 - p.get("alpha", 0.01)),
-                                           g.const(p.get("alpha", 0.01), x.dtype)),
-    "elu": lambda g, x, y, p: g.add(g.emit("step", [x]),
-                                    g.mul(g.sub(_one(g, x), g.emit("step", [x])),
-                                          g.add(y, g.const(p.get("alpha", 1.0), x.dtype)))),
-    "gelu": _gelu_grad,
-    "softplus": lambda g, x, y, p: g.emit("sigmoid", [x]),
+# name -> (reference, allows integers, derivative, doc).  The derivative f'(x) is written with
+# IR ops through autodiff's context g (x the input value, y the output value, p the params);
+# the VJP multiplies it by the cotangent.
+UNARY = {
+    "neg": (lambda x, p: -x, True, lambda g, x, y, p: g.const(-1.0, x.dtype), "-x"),
+    "exp": (lambda x, p: np.exp(x), False, lambda g, x, y, p: y, "e^x"),
+    "log": (lambda x, p: np.log(x), False, lambda g, x, y, p: g.div(_one(g, x), x), "natural logarithm"),
+    "sqrt": (lambda x, p: np.sqrt(x), False, lambda g, x, y, p: g.div(g.const(0.5, x.dtype), y), "square root"),
+    "abs": (lambda x, p: np.abs(x), True, lambda g, x, y, p: g.emit("sign", [x]), "|x|"),
+    "sigmoid": (_sigmoid, False, lambda g, x, y, p: g.mul(y, g.sub(_one(g, x), y)), "1 / (1 + e^-x)"),
+    "tanh": (lambda x, p: np.tanh(x), False, lambda g, x, y, p: g.sub(_one(g, x), g.mul(y, y)),
+             "hyperbolic tangent"),
+    "relu": (lambda x, p: np.maximum(x, 0).astype(x.dtype), False, lambda g, x, y, p: g.emit("step", [x]),
+             "max(x, 0)"),
+    "leaky_relu": (_leaky_relu, False,
+                   lambda g, x, y, p: g.add(g.scale(g.emit("step", [x]), 1.0 - p.get("alpha", 0.01)),
+                                            g.const(p.get("alpha", 0.01), x.dtype)),
+                   "x if x > 0 else alpha * x (alpha = 0.01)"),
+    "elu": (_elu, False,
+            lambda g, x, y, p: g.add(g.emit("step", [x]),
+                                     g.mul(g.sub(_one(g, x), g.emit("step", [x])),
+                                           g.add(y, g.const(p.get("alpha", 1.0), x.dtype)))),
+            "x if x > 0 else alpha * (e^x - 1) (alpha = 1)"),
+    "gelu": (_gelu, False, _gelu_grad, "x * Phi(x), tanh approximation"),
+    "softplus": (lambda x, p: np.logaddexp(0, x).astype(x.dtype), False, lambda g, x, y, p: g.emit("sigmoid", [x]),
+                 "log(1 + e^x)"),
+}
+
+BINARY = {
+    "add": (np.add, True, "a + b"),
+    "sub": (np.subtract, True, "a - b"),
+    "mul": (np.multiply, True, "a * b"),
+    "div": (np.divide, False, "a / b"),
+    "pow": (np.power, False, "a ** b"),
+    "maximum": (np.maximum, True, "elementwise max(a, b)"),
+    "minimum": (np.minimum, True, "elementwise min(a, b)"),
 }
 
 
-def _unary_vjp(name):
+def _unary_vjp(name, grad):
     def vjp(g, eqn, cts, needed):
         (x,), (y,), (ct,) = eqn.inputs, eqn.outputs, cts
-        if name == "neg":
+        if name == "neg":  # -ct itself, not ct * -1
             return [g.neg(ct)]
-        return [g.mul(ct, UNARY_GRAD[name](g, x, y, dict(eqn.params)))]
+        return [g.mul(ct, grad(g, x, y, dict(eqn.params)))]
 
     return vjp
 
@@ -166,9 +126,32 @@ def _binary_vjp(name):
     return vjp
 
 
-for _name in UNARY:
-    from .core import REGISTRY as _R
+def _unary(name: str, fn, ints: bool, grad, doc: str) -> Op:
+    def infer(ins, params):
+        if not ints:
+            need_float(ins[0], name)
+        return [ins[0]]
 
-    _R[_name].vjp = _unary_vjp(_name)
-for _name in BINARY:
-    _R[_name].vjp = _binary_vjp(_name)
+    def ref(ctx, ins, params):
+        return [np.asarray(fn(ins[0], params), dtype=ins[0].dtype)]
+
+    return Op(name, infer, ref, n_inputs=1, elementwise=True, doc=doc, vjp=_unary_vjp(name, grad))
+
+
+def _binary(name: str, fn, ints: bool, doc: str) -> Op:
+    def infer(ins, params):
+        dt = same_dtype(ins, name)
+        if not ints:
+            need_float(ins[0], name)
+        return [TensorType(dt, broadcast(ins[0].shape, ins[1].shape))]
+
+    def ref(ctx, ins, params):
+        return [np.asarray(fn(ins[0], ins[1]), dtype=ins[0].dtype)]
+
+    return Op(name, infer, ref, n_inputs=2, elementwise=True, doc=doc, vjp=_binary_vjp(name))
+
+
+for _name, (_fn, _ints, _grad, _doc) in UNARY.items():
+    register(_unary(_name, _fn, _ints, _grad, _doc))
+for _name, (_fn, _ints, _doc) in BINARY.items():
+    register(_binary(_name, _fn, _ints, _doc))

@@ -34,4 +34,5 @@ def _ref(ctx, ins, p):
 
 
 register(Op("fused", _infer, _ref, n_inputs=None, extra_verify=_verify,
-            doc="elementwise ops fused into one loop; params: body (a Graph)"))
+            doc="elementwise ops fused into one loop; params: body (a Graph)",
+            no_vjp="built by the fusion pass, which runs after differentiation"))

@@ -4,8 +4,9 @@ The VJP rules of the forward ops (next to each op) emit these besides
 ordinary ops: masks (``step``, ``sign``, ``ge``), a run-time size
 (``size``), and the adjoints of data movement that no combination of
 forward ops expresses cheaply (``getitem_grad``, the convolution and
-pooling adjoints, ``take_grad``, ``one_hot``).  They are first-order only:
-their own ``vjp`` is left empty (``grad_only``).
+pooling adjoints, ``take_grad``, ``one_hot``).  The masks, ``size`` and
+``one_hot`` have a zero derivative and ``getitem_grad`` is linear; the
+other adjoints are first order only (``no_vjp``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ import numpy as np
 
 from ..ir.dims import shape_str
 from ..ir.core import TensorType
-from .core import REGISTRY, Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
+from .core import Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
 from .nn import _windows
 from .structural import index_key
+
+
+FIRST_ORDER = "gradient-only op: first order (the adjoint of an adjoint is not needed)"
+
+
+def _zero_vjp(g, eqn, cts, needed):
+    return [None] * len(eqn.inputs)  # piecewise constant: derivative 0 almost everywhere
 
 
 def _same(ins, p):
@@ -25,9 +33,9 @@ def _same(ins, p):
 
 
 register(Op("step", _same, lambda ctx, ins, p: [(ins[0] > 0).astype(ins[0].dtype)], n_inputs=1,
-            elementwise=True, doc="1 where x > 0, else 0 (the derivative of relu)"))
+            elementwise=True, doc="1 where x > 0, else 0 (the derivative of relu)", vjp=_zero_vjp))
 register(Op("sign", _same, lambda ctx, ins, p: [np.sign(ins[0]).astype(ins[0].dtype)], n_inputs=1,
-            elementwise=True, doc="-1, 0 or 1 (the derivative of abs)"))
+            elementwise=True, doc="-1, 0 or 1 (the derivative of abs)", vjp=_zero_vjp))
 
 
 def _ge_infer(ins, p):
@@ -39,11 +47,11 @@ def _ge_infer(ins, p):
 
 
 register(Op("ge", _ge_infer, lambda ctx, ins, p: [(ins[0] >= ins[1]).astype(ins[0].dtype)], n_inputs=2,
-            elementwise=True, doc="1 where a >= b, else 0"))
+            elementwise=True, doc="1 where a >= b, else 0", vjp=_zero_vjp))
 
 register(Op("size", lambda ins, p: [TensorType(p["dtype"], ())],
             lambda ctx, ins, p: [np.asarray(ctx.dim(p["dim"]), dtype=np_dtype(p["dtype"]))], n_inputs=0,
-            elementwise=True, doc="the run-time value of a symbolic size, as a scalar"))
+            elementwise=True, doc="the run-time value of a symbolic size, as a scalar", vjp=_zero_vjp))
 
 
 # ---- getitem ---------------------------------------------------------------------------
@@ -57,8 +65,13 @@ def _getitem_grad_ref(ctx, ins, p):
     return [out]
 
 
+def _getitem_grad_vjp(g, eqn, cts, needed):
+    return [g.emit("getitem", [cts[0]], index=eqn.params["index"])]  # linear: its adjoint is the getitem
+
+
 register(Op("getitem_grad", _getitem_grad_infer, _getitem_grad_ref, n_inputs=1,
-            doc="zeros of the indexed tensor's shape with the cotangent placed at the index"))
+            doc="zeros of the indexed tensor's shape with the cotangent placed at the index",
+            vjp=_getitem_grad_vjp))
 
 
 # ---- convolution adjoints --------------------------------------------------------------
@@ -103,9 +116,11 @@ def _conv_grad_weight_ref(ctx, ins, p):
 
 
 register(Op("conv_grad_input", _conv_grad_input_infer, _conv_grad_input_ref, n_inputs=2,
-            doc="adjoint of conv with respect to its input; params as conv plus in_shape"))
+            doc="adjoint of conv with respect to its input; params as conv plus in_shape",
+            no_vjp=FIRST_ORDER))
 register(Op("conv_grad_weight", _conv_grad_weight_infer, _conv_grad_weight_ref, n_inputs=2,
-            doc="adjoint of conv with respect to its weight; params as conv plus w_shape"))
+            doc="adjoint of conv with respect to its weight; params as conv plus w_shape",
+            no_vjp=FIRST_ORDER))
 
 
 # ---- pooling adjoints ------------------------------------------------------------------
@@ -154,9 +169,11 @@ def _max_pool_grad_infer(ins, p):
 
 
 register(Op("max_pool_grad", _max_pool_grad_infer, _max_pool_grad_ref, n_inputs=2,
-            doc="adjoint of max_pool: the cotangent goes to each window's first maximum"))
+            doc="adjoint of max_pool: the cotangent goes to each window's first maximum",
+            no_vjp=FIRST_ORDER))
 register(Op("avg_pool_grad", _pool_grad_infer, _avg_pool_grad_ref, n_inputs=1,
-            doc="adjoint of avg_pool: the cotangent spread evenly over each window"))
+            doc="adjoint of avg_pool: the cotangent spread evenly over each window",
+            no_vjp=FIRST_ORDER))
 
 
 # ---- lookup and labels -----------------------------------------------------------------
@@ -177,7 +194,8 @@ def _take_grad_ref(ctx, ins, p):
 
 
 register(Op("take_grad", _take_grad_infer, _take_grad_ref, n_inputs=2,
-            doc="adjoint of take: scatter-add the cotangent rows into a [V, D] table"))
+            doc="adjoint of take: scatter-add the cotangent rows into a [V, D] table",
+            no_vjp=FIRST_ORDER))
 
 
 def _one_hot_infer(ins, p):
@@ -190,18 +208,8 @@ def _one_hot_ref(ctx, ins, p):
     return [(ins[0][..., None] == np.arange(n)).astype(np_dtype(p["dtype"]))]
 
 
-register(Op("one_hot", _one_hot_infer, _one_hot_ref, n_inputs=1, doc="integer labels to one-hot rows"))
+register(Op("one_hot", _one_hot_infer, _one_hot_ref, n_inputs=1, doc="integer labels to one-hot rows",
+            vjp=_zero_vjp))
 
 GRAD_ONLY = ("step", "sign", "ge", "size", "getitem_grad", "conv_grad_input", "conv_grad_weight",
              "max_pool_grad", "avg_pool_grad", "take_grad", "one_hot")
-
-
-# ---- their own VJPs, where cheap -------------------------------------------------------
-def _zero_vjp(g, eqn, cts, needed):
-    return [None] * len(eqn.inputs)  # piecewise constant: derivative 0 almost everywhere
-
-
-for _name in ("step", "sign", "ge", "size", "one_hot"):
-    REGISTRY[_name].vjp = _zero_vjp
-# getitem_grad is linear: its adjoint is the getitem it came from
-REGISTRY["getitem_grad"].vjp = lambda g, eqn, cts, needed: [g.emit("getitem", [cts[0]], index=eqn.params["index"])]

@@ -2,7 +2,8 @@
 random draws.
 
 Convolution and pooling use NCHW / NCL layouts and weights [O, C, K...], as
-PyTorch does, so weights map one to one.
+PyTorch does, so weights map one to one.  Each op's VJP is written just
+before its registration, which gives it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..ir.dims import Dim, shape_str
 from ..ir.core import TensorType
-from .core import REGISTRY, Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
+from .core import Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
 
 
 # ---- softmax / log_softmax -------------------------------------------------------------
@@ -39,9 +40,24 @@ def _axis_keep_infer(name):
     return infer
 
 
-register(Op("softmax", _axis_keep_infer("softmax"), _softmax_ref, n_inputs=1, doc="e^x / sum(e^x) along axis"))
+def _softmax_vjp(g, eqn, cts, needed):
+    (y,), (ct,) = eqn.outputs, cts
+    axis = eqn.params["axis"]
+    s = g.emit("sum", [g.mul(ct, y)], axes=(axis,), keepdims=True)
+    return [g.mul(y, g.sub(ct, s))]
+
+
+def _log_softmax_vjp(g, eqn, cts, needed):
+    (y,), (ct,) = eqn.outputs, cts
+    axis = eqn.params["axis"]
+    s = g.emit("sum", [ct], axes=(axis,), keepdims=True)
+    return [g.sub(ct, g.mul(g.emit("exp", [y]), s))]
+
+
+register(Op("softmax", _axis_keep_infer("softmax"), _softmax_ref, n_inputs=1, doc="e^x / sum(e^x) along axis",
+            vjp=_softmax_vjp))
 register(Op("log_softmax", _axis_keep_infer("log_softmax"), _log_softmax_ref, n_inputs=1,
-            doc="x - log(sum(e^x)) along axis"))
+            doc="x - log(sum(e^x)) along axis", vjp=_log_softmax_vjp))
 
 
 # ---- convolution -----------------------------------------------------------------------
@@ -96,8 +112,22 @@ def _conv_ref(ctx, ins, p):
     return [np.ascontiguousarray(np.moveaxis(out, -1, 1)).astype(x.dtype)]
 
 
+def _conv_params(p):
+    return {k: p[k] for k in ("nd", "stride", "padding", "dilation")}
+
+
+def _conv_vjp(g, eqn, cts, needed):
+    x, w = eqn.inputs
+    (ct,) = cts
+    p = _conv_params(eqn.params)
+    dx = g.emit("conv_grad_input", [ct, w], in_shape=tuple(x.shape), **p) if needed[0] else None
+    dw = g.emit("conv_grad_weight", [x, ct], w_shape=tuple(w.shape), **p) if needed[1] else None
+    return [dx, dw]
+
+
 register(Op("conv", _conv_infer, _conv_ref, n_inputs=2,
-            doc="convolution (cross-correlation) of [B, C, *S] with [O, C, *K]; params nd, stride, padding, dilation"))
+            doc="convolution (cross-correlation) of [B, C, *S] with [O, C, *K]; params nd, stride, padding, dilation",
+            vjp=_conv_vjp))
 
 
 # ---- pooling ---------------------------------------------------------------------------
@@ -130,10 +160,25 @@ def _pool_ref(reduce, fill):
     return ref
 
 
+def _pool_params(p):
+    return {k: p[k] for k in ("nd", "kernel", "stride", "padding")}
+
+
+def _max_pool_vjp(g, eqn, cts, needed):
+    x = eqn.inputs[0]
+    return [g.emit("max_pool_grad", [x, cts[0]], in_shape=tuple(x.shape), **_pool_params(eqn.params))]
+
+
+def _avg_pool_vjp(g, eqn, cts, needed):
+    x = eqn.inputs[0]
+    return [g.emit("avg_pool_grad", [cts[0]], in_shape=tuple(x.shape), **_pool_params(eqn.params))]
+
+
 register(Op("max_pool", _pool_infer("max_pool"), _pool_ref(np.max, -np.inf), n_inputs=1,
-            doc="max over windows; params nd, kernel, stride, padding"))
+            doc="max over windows; params nd, kernel, stride, padding", vjp=_max_pool_vjp))
 register(Op("avg_pool", _pool_infer("avg_pool"), _pool_ref(np.mean, 0.0), n_inputs=1,
-            doc="mean over windows (padding counts as zeros); params nd, kernel, stride, padding"))
+            doc="mean over windows (padding counts as zeros); params nd, kernel, stride, padding",
+            vjp=_avg_pool_vjp))
 
 
 # ---- lookup ----------------------------------------------------------------------------
@@ -145,8 +190,13 @@ def _take_infer(ins, p):
     return [TensorType(table.dtype, ids.shape + table.shape[1:])]
 
 
+def _take_vjp(g, eqn, cts, needed):
+    table, ids = eqn.inputs
+    return [g.emit("take_grad", [ids, cts[0]], rows=table.shape[0]), None]
+
+
 register(Op("take", _take_infer, lambda ctx, ins, p: [ins[0][ins[1]]], n_inputs=2,
-            doc="rows of a table by integer ids: table[ids]"))
+            doc="rows of a table by integer ids: table[ids]", vjp=_take_vjp))
 
 
 # ---- losses ----------------------------------------------------------------------------
@@ -169,8 +219,17 @@ def _ce_ref(ctx, ins, p):
     return [np.asarray(-np.mean(picked), dtype=logits.dtype)]
 
 
+def _ce_vjp(g, eqn, cts, needed):
+    logits, labels = eqn.inputs
+    (ct,) = cts
+    n = g.numel(labels.shape, logits.dtype)
+    probs = g.emit("softmax", [logits], axis=logits.type.rank - 1)
+    onehot = g.emit("one_hot", [labels], n=logits.shape[-1], dtype=logits.dtype)
+    return [g.mul(g.sub(probs, onehot), g.div(ct, n)), None]
+
+
 register(Op("cross_entropy", _ce_infer, _ce_ref, n_inputs=2,
-            doc="mean over the batch of -log softmax(logits)[label]"))
+            doc="mean over the batch of -log softmax(logits)[label]", vjp=_ce_vjp))
 
 
 def _bce_infer(ins, p):
@@ -189,8 +248,17 @@ def _bce_ref(ctx, ins, p):
     return [np.asarray(np.mean(loss), dtype=z.dtype)]
 
 
+def _bce_vjp(g, eqn, cts, needed):
+    z, y = eqn.inputs
+    (ct,) = cts
+    scale = g.div(ct, g.numel(z.shape, z.dtype))
+    dz = g.mul(g.sub(g.emit("sigmoid", [z]), y), scale) if needed[0] else None
+    dy = g.mul(g.neg(z), scale) if needed[1] else None
+    return [dz, dy]
+
+
 register(Op("bce_logits", _bce_infer, _bce_ref, n_inputs=2,
-            doc="mean binary cross-entropy of targets given logits (stable)"))
+            doc="mean binary cross-entropy of targets given logits (stable)", vjp=_bce_vjp))
 
 
 # ---- random draws ----------------------------------------------------------------------
@@ -220,84 +288,13 @@ def _dropout_mask_ref(ctx, ins, p):
     return [np.where(u < keep, 1.0 / keep, 0.0).astype(dt)]
 
 
-register(Op("normal", _rand_infer, _normal_ref, n_inputs=0, random=True, doc="standard normal draws"))
-register(Op("uniform", _rand_infer, _uniform_ref, n_inputs=0, random=True, doc="uniform draws in [0, 1)"))
+def _no_inputs_vjp(g, eqn, cts, needed):
+    return []  # a draw has no inputs to differentiate
+
+
+register(Op("normal", _rand_infer, _normal_ref, n_inputs=0, random=True, doc="standard normal draws",
+            vjp=_no_inputs_vjp))
+register(Op("uniform", _rand_infer, _uniform_ref, n_inputs=0, random=True, doc="uniform draws in [0, 1)",
+            vjp=_no_inputs_vjp))
 register(Op("dropout_mask", _rand_infer, _dropout_mask_ref, n_inputs=0, random=True,
-            doc="1/(1-p) with probability 1-p, else 0 (all ones when not training)"))
-
-
-# ---- VJP rules -------------------------------------------------------------------------
-def _softmax_vjp(g, eqn, cts, needed):
-    (y,), (ct,) = eqn.outputs, cts
-    axis = eqn.params["axis"]
-    s = g.emit("sum", [g.mul(ct, y)], axes=(axis,), keepdims=True)
-    return [g.mul(y, g.sub(ct, s))]
-
-
-def _log_softmax_vjp(g, eqn, cts, needed):
-    (y,), (ct,) = eqn.outputs, cts
-    axis = eqn.params["axis"]
-    s = g.emit("sum", [ct], axes=(axis,), keepdims=True)
-    return [g.sub(ct, g.mul(g.emit("exp", [y]), s))]
-
-
-def _conv_params(p):
-    return {k: p[k] for k in ("nd", "stride", "padding", "dilation")}
-
-
-def _conv_vjp(g, eqn, cts, needed):
-    x, w = eqn.inputs
-    (ct,) = cts
-    p = _conv_params(eqn.params)
-    dx = g.emit("conv_grad_input", [ct, w], in_shape=tuple(x.shape), **p) if needed[0] else None
-    dw = g.emit("conv_grad_weight", [x, ct], w_shape=tuple(w.shape), **p) if needed[1] else None
-    return [dx, dw]
-
-
-def _pool_params(p):
-    return {k: p[k] for k in ("nd", "kernel", "stride", "padding")}
-
-
-def _max_pool_vjp(g, eqn, cts, needed):
-    x = eqn.inputs[0]
-    return [g.emit("max_pool_grad", [x, cts[0]], in_shape=tuple(x.shape), **_pool_params(eqn.params))]
-
-
-def _avg_pool_vjp(g, eqn, cts, needed):
-    x = eqn.inputs[0]
-    return [g.emit("avg_pool_grad", [cts[0]], in_shape=tuple(x.shape), **_pool_params(eqn.params))]
-
-
-def _take_vjp(g, eqn, cts, needed):
-    table, ids = eqn.inputs
-    return [g.emit("take_grad", [ids, cts[0]], rows=table.shape[0]), None]
-
-
-def _ce_vjp(g, eqn, cts, needed):
-    logits, labels = eqn.inputs
-    (ct,) = cts
-    n = g.numel(labels.shape, logits.dtype)
-    probs = g.emit("softmax", [logits], axis=logits.type.rank - 1)
-    onehot = g.emit("one_hot", [labels], n=logits.shape[-1], dtype=logits.dtype)
-    return [g.mul(g.sub(probs, onehot), g.div(ct, n)), None]
-
-
-def _bce_vjp(g, eqn, cts, needed):
-    z, y = eqn.inputs
-    (ct,) = cts
-    scale = g.div(ct, g.numel(z.shape, z.dtype))
-    dz = g.mul(g.sub(g.emit("sigmoid", [z]), y), scale) if needed[0] else None
-    dy = g.mul(g.neg(z), scale) if needed[1] else None
-    return [dz, dy]
-
-
-REGISTRY["softmax"].vjp = _softmax_vjp
-REGISTRY["log_softmax"].vjp = _log_softmax_vjp
-REGISTRY["conv"].vjp = _conv_vjp
-REGISTRY["max_pool"].vjp = _max_pool_vjp
-REGISTRY["avg_pool"].vjp = _avg_pool_vjp
-REGISTRY["take"].vjp = _take_vjp
-REGISTRY["cross_entropy"].vjp = _ce_vjp
-REGISTRY["bce_logits"].vjp = _bce_vjp
-for _name in ("normal", "uniform", "dropout_mask"):
-    REGISTRY[_name].vjp = lambda g, eqn, cts, needed: []
+            doc="1/(1-p) with probability 1-p, else 0 (all ones when not training)", vjp=_no_inputs_vjp))

@@ -2,7 +2,8 @@
 concat, getitem (indexing and slicing), reshape, transpose, cast, full.
 
 Shape parameters may be symbolic (:class:`~specc.ir.dims.Dim`); the reference
-evaluation resolves them with the run-time dim bindings in the context.
+evaluation resolves them with the run-time dim bindings in the context.  Each
+op's VJP is written just before its registration, which gives it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 
 from ..ir.dims import Dim, numel, shape_str
 from ..ir.core import TensorType
-from .core import ONE, REGISTRY, Op, ShapeRuleError, need_float, np_dtype, register, same_dtype
+from .core import ONE, Op, ShapeRuleError, need_float, np_dtype, register, same_dtype
 
 
 # ---- matmul ----------------------------------------------------------------------------
@@ -38,8 +39,39 @@ def _matmul_infer(ins, params):
     return [TensorType(dt, a.shape[:-1] + b.shape[-1:])]
 
 
+def _swap_last(g, x):
+    r = x.type.rank
+    return g.transpose(x, list(range(r - 2)) + [r - 1, r - 2])
+
+
+def _matmul_vjp(g, eqn, cts, needed):
+    a, b = eqn.inputs
+    (ct,) = cts
+    da = db = None
+    if b.type.rank == 1:  # [..., K] @ [K] -> [...]
+        if needed[0]:
+            col = g.reshape(ct, tuple(ct.shape) + (ONE,))
+            da = g.mul(col, b)
+        if needed[1]:
+            m = numel(a.shape[:-1])
+            db = g.matmul(g.transpose(g.reshape(a, (m, a.shape[-1])), (1, 0)), g.reshape(ct, (m,)))
+    elif b.type.rank == 2:  # [..., K] @ [K, N] -> [..., N]
+        if needed[0]:
+            da = g.matmul(ct, g.transpose(b, (1, 0)))
+        if needed[1]:
+            m = numel(a.shape[:-1])
+            a2 = g.reshape(a, (m, a.shape[-1]))
+            db = g.matmul(g.transpose(a2, (1, 0)), g.reshape(ct, (m, b.shape[1])))
+    else:  # batched: [..., M, K] @ [..., K, N]
+        if needed[0]:
+            da = g.matmul(ct, _swap_last(g, b))
+        if needed[1]:
+            db = g.matmul(_swap_last(g, a), ct)
+    return [da, db]
+
+
 register(Op("matmul", _matmul_infer, lambda ctx, ins, p: [np.matmul(ins[0], ins[1])], n_inputs=2,
-            doc="a @ b: [..., K] @ [K, N] -> [..., N]; batched [..., M, K] @ [..., K, N]"))
+            doc="a @ b: [..., K] @ [K, N] -> [..., N]; batched [..., M, K] @ [..., K, N]", vjp=_matmul_vjp))
 
 
 # ---- reductions ------------------------------------------------------------------------
@@ -61,6 +93,29 @@ def _reduce_infer(name):
     return infer
 
 
+def _keepdims_shape(x_shape, axes):
+    return tuple(ONE if i in axes else d for i, d in enumerate(x_shape))
+
+
+def _reduce_vjp(name):
+    def vjp(g, eqn, cts, needed):
+        (x,), (y,), (ct,) = eqn.inputs, eqn.outputs, cts
+        axes = eqn.params["axes"]
+        kd = _keepdims_shape(x.shape, axes)
+        ct_b = g.broadcast_to(g.reshape(ct, kd), x.shape)
+        if name == "sum":
+            return [ct_b]
+        if name == "mean":
+            count = numel(tuple(x.shape[i] for i in axes))
+            return [g.div(ct_b, g.size(count, x.dtype))]
+        # max: share the cotangent among the maxima of each reduced group
+        mask = g.emit("ge", [x, g.reshape(y, kd)])
+        count = g.emit("sum", [mask], axes=tuple(axes), keepdims=True)
+        return [g.mul(ct_b, g.div(mask, count))]
+
+    return vjp
+
+
 _REDUCERS = {"sum": np.sum, "mean": np.mean, "max": np.max}
 for _name, _fn in _REDUCERS.items():
     register(Op(
@@ -70,6 +125,7 @@ for _name, _fn in _REDUCERS.items():
                                                     dtype=ins[0].dtype)])(_fn),
         n_inputs=1,
         doc=f"{_name} over axes (params: axes, keepdims)",
+        vjp=_reduce_vjp(_name),
     ))
 
 
@@ -95,8 +151,23 @@ def _concat_infer(ins, params):
     return [TensorType(dt, shape)]
 
 
+def _concat_vjp(g, eqn, cts, needed):
+    (ct,) = cts
+    axis = eqn.params["axis"]
+    out, start = [], Dim.const(0)
+    for v, need in zip(eqn.inputs, needed):
+        stop = start + v.shape[axis]
+        if need:
+            index = tuple(("slice", None, None, 1) for _ in range(axis)) + (("slice", start, stop, 1),)
+            out.append(g.emit("getitem", [ct], index=index))
+        else:
+            out.append(None)
+        start = stop
+    return out
+
+
 register(Op("concat", _concat_infer, lambda ctx, ins, p: [np.concatenate(ins, axis=p["axis"])],
-            doc="join tensors along an axis"))
+            doc="join tensors along an axis", vjp=_concat_vjp))
 
 
 # ---- getitem ---------------------------------------------------------------------------
@@ -161,7 +232,13 @@ def _getitem_ref(ctx, ins, params):
     return [np.array(ins[0][index_key(ctx, params["index"])], copy=True)]  # a copy, 0-d for an all-int index
 
 
-register(Op("getitem", _getitem_infer, _getitem_ref, n_inputs=1, doc="x[i], x[a:b], x[:, a:b:s]"))
+def _getitem_vjp(g, eqn, cts, needed):
+    (x,), (ct,) = eqn.inputs, cts
+    return [g.emit("getitem_grad", [ct], index=eqn.params["index"], in_shape=tuple(x.shape))]
+
+
+register(Op("getitem", _getitem_infer, _getitem_ref, n_inputs=1, doc="x[i], x[a:b], x[:, a:b:s]",
+            vjp=_getitem_vjp))
 
 
 # ---- reshape / transpose / cast / full -------------------------------------------------
@@ -177,7 +254,8 @@ def _reshape_infer(ins, params):
 
 
 register(Op("reshape", _reshape_infer, lambda ctx, ins, p: [ins[0].reshape(ctx.shape(p["shape"]))], n_inputs=1,
-            doc="same elements, new shape"))
+            doc="same elements, new shape",
+            vjp=lambda g, eqn, cts, needed: [g.reshape(cts[0], eqn.inputs[0].shape)]))
 
 
 def _transpose_infer(ins, params):
@@ -188,94 +266,6 @@ def _transpose_infer(ins, params):
     return [TensorType(x.dtype, tuple(x.shape[i] for i in perm))]
 
 
-register(Op("transpose", _transpose_infer,
-            lambda ctx, ins, p: [np.ascontiguousarray(np.transpose(ins[0], p["perm"]))], n_inputs=1,
-            doc="permute axes"))
-
-register(Op("cast", lambda ins, p: [TensorType(p["dtype"], ins[0].shape)],
-            lambda ctx, ins, p: [ins[0].astype(np_dtype(p["dtype"]))], n_inputs=1, elementwise=True,
-            doc="convert dtype"))
-
-register(Op("full", lambda ins, p: [TensorType(p["dtype"], tuple(p["shape"]))],
-            lambda ctx, ins, p: [np.full(ctx.shape(p["shape"]), p["value"], dtype=np_dtype(p["dtype"]))],
-            n_inputs=0, elementwise=True, doc="a tensor filled with one value (zeros, ones, constants)"))
-
-
-# ---- VJP rules -------------------------------------------------------------------------
-def _swap_last(g, x):
-    r = x.type.rank
-    return g.transpose(x, list(range(r - 2)) + [r - 1, r - 2])
-
-
-def _matmul_vjp(g, eqn, cts, needed):
-    a, b = eqn.inputs
-    (ct,) = cts
-    da = db = None
-    if b.type.rank == 1:  # [..., K] @ [K] -> [...]
-        if needed[0]:
-            col = g.reshape(ct, tuple(ct.shape) + (ONE,))
-            da = g.mul(col, b)
-        if needed[1]:
-            m = numel(a.shape[:-1])
-            db = g.matmul(g.transpose(g.reshape(a, (m, a.shape[-1])), (1, 0)), g.reshape(ct, (m,)))
-    elif b.type.rank == 2:  # [..., K] @ [K, N] -> [..., N]
-        if needed[0]:
-            da = g.matmul(ct, g.transpose(b, (1, 0)))
-        if needed[1]:
-            m = numel(a.shape[:-1])
-            a2 = g.reshape(a, (m, a.shape[-1]))
-            db = g.matmul(g.transpose(a2, (1, 0)), g.reshape(ct, (m, b.shape[1])))
-    else:  # batched: [..., M, K] @ [..., K, N]
-        if needed[0]:
-            da = g.matmul(ct, _swap_last(g, b))
-        if needed[1]:
-            db = g.matmul(_swap_last(g, a), ct)
-    return [da, db]
-
-
-def _keepdims_shape(x_shape, axes):
-    return tuple(ONE if i in axes else d for i, d in enumerate(x_shape))
-
-
-def _reduce_vjp(name):
-    def vjp(g, eqn, cts, needed):
-        (x,), (y,), (ct,) = eqn.inputs, eqn.outputs, cts
-        axes = eqn.params["axes"]
-        kd = _keepdims_shape(x.shape, axes)
-        ct_b = g.broadcast_to(g.reshape(ct, kd), x.shape)
-        if name == "sum":
-            return [ct_b]
-        if name == "mean":
-            count = numel(tuple(x.shape[i] for i in axes))
-            return [g.div(ct_b, g.size(count, x.dtype))]
-        # max: share the cotangent among the maxima of each reduced group
-        mask = g.emit("ge", [x, g.reshape(y, kd)])
-        count = g.emit("sum", [mask], axes=tuple(axes), keepdims=True)
-        return [g.mul(ct_b, g.div(mask, count))]
-
-    return vjp
-
-
-def _concat_vjp(g, eqn, cts, needed):
-    (ct,) = cts
-    axis = eqn.params["axis"]
-    out, start = [], Dim.const(0)
-    for v, need in zip(eqn.inputs, needed):
-        stop = start + v.shape[axis]
-        if need:
-            index = tuple(("slice", None, None, 1) for _ in range(axis)) + (("slice", start, stop, 1),)
-            out.append(g.emit("getitem", [ct], index=index))
-        else:
-            out.append(None)
-        start = stop
-    return out
-
-
-def _getitem_vjp(g, eqn, cts, needed):
-    (x,), (ct,) = eqn.inputs, cts
-    return [g.emit("getitem_grad", [ct], index=eqn.params["index"], in_shape=tuple(x.shape))]
-
-
 def _transpose_vjp(g, eqn, cts, needed):
     perm = eqn.params["perm"]
     inverse = [0] * len(perm)
@@ -284,17 +274,20 @@ def _transpose_vjp(g, eqn, cts, needed):
     return [g.transpose(cts[0], inverse)]
 
 
+register(Op("transpose", _transpose_infer,
+            lambda ctx, ins, p: [np.ascontiguousarray(np.transpose(ins[0], p["perm"]))], n_inputs=1,
+            doc="permute axes", vjp=_transpose_vjp))
+
 def _cast_vjp(g, eqn, cts, needed):
     x = eqn.inputs[0]
     return [g.emit("cast", [cts[0]], dtype=x.dtype)] if x.type.is_float and cts[0].type.is_float else [None]
 
 
-REGISTRY["matmul"].vjp = _matmul_vjp
-for _name in _REDUCERS:
-    REGISTRY[_name].vjp = _reduce_vjp(_name)
-REGISTRY["concat"].vjp = _concat_vjp
-REGISTRY["getitem"].vjp = _getitem_vjp
-REGISTRY["reshape"].vjp = lambda g, eqn, cts, needed: [g.reshape(cts[0], eqn.inputs[0].shape)]
-REGISTRY["transpose"].vjp = _transpose_vjp
-REGISTRY["cast"].vjp = _cast_vjp
-REGISTRY["full"].vjp = lambda g, eqn, cts, needed: []
+register(Op("cast", lambda ins, p: [TensorType(p["dtype"], ins[0].shape)],
+            lambda ctx, ins, p: [ins[0].astype(np_dtype(p["dtype"]))], n_inputs=1, elementwise=True,
+            doc="convert dtype", vjp=_cast_vjp))
+
+register(Op("full", lambda ins, p: [TensorType(p["dtype"], tuple(p["shape"]))],
+            lambda ctx, ins, p: [np.full(ctx.shape(p["shape"]), p["value"], dtype=np_dtype(p["dtype"]))],
+            n_inputs=0, elementwise=True, doc="a tensor filled with one value (zeros, ones, constants)",
+            vjp=lambda g, eqn, cts, needed: []))

@@ -4,11 +4,12 @@ In: a checked :class:`~specc.ir.core.Program` (forward graph).
 Out: a :class:`GradProgram`: one ordinary IR graph computing the forward
 outputs and then the gradient of the loss with respect to every parameter
 (and, on request, every float input).  The backward part is built from IR
-ops by each op's ``vjp`` rule (kept next to its shape rule in
-:mod:`specc.ops`), so the same verifier, printer, passes and code generators
-handle it.  Recurrences are differentiated by backpropagation through time:
-the VJP of ``scan`` is another ``scan`` running in the opposite direction
-(see :func:`specc.ops.scan._vjp`).
+ops by each op's ``vjp`` rule (given to the op at registration, next to its
+shape rule, in :mod:`specc.ops`), so the same verifier, printer, passes and
+code generators handle it.  Ops whose params hold a body graph are
+differentiated by rules this module owns (:data:`BODY_RULES`): recurrences by
+backpropagation through time, the VJP of ``scan`` being another ``scan``
+running in the opposite direction (:func:`specc.transforms.bptt.scan_vjp`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..ir.builder import GraphBuilder
-from ..ir.dims import Dim, Shape, numel
 from ..errors import SpeccError, Span
+from ..ir.builder import GraphBuilder
 from ..ir.core import Eqn, Graph, Program, TensorType, Value, prune
+from ..ir.dims import Dim, Shape, numel
 from ..ops import REGISTRY, ShapeRuleError
-from ..ops.scan import merge_scans
+from .bptt import merge_scans, scan_vjp
 
 
 class MissingRuleError(SpeccError):
@@ -43,6 +44,15 @@ class GradCtx:
 
     def emit_many(self, op: str, inputs: Sequence[Value], **params) -> list[Value]:
         return self.b.emit(op, list(inputs), params, self.loc)
+
+    # -- for rules of ops with a body, which differentiate the body into a builder of their own
+    def on(self, builder: GraphBuilder) -> GradCtx:
+        """The same context emitting into ``builder``."""
+        return GradCtx(builder, self.loc)
+
+    def backprop(self, eqns: Sequence[Eqn], seeds: dict[int, Value], active: set[int]) -> dict[int, Value]:
+        """:func:`backprop` of ``eqns`` into this context's builder."""
+        return backprop(self.b, eqns, seeds, active)
 
     # -- small helpers used by many rules ------------------------------------------------
     def const(self, value: float, dtype: str) -> Value:
@@ -103,6 +113,17 @@ class GradCtx:
         return self.size(numel(shape), dtype)
 
 
+# VJP rules of the ops whose params hold a body graph: they differentiate the body with this
+# module's backprop, so they are kept here (as JAX keeps its per-transformation rule tables)
+# rather than on the op, which would make the ops import autodiff.
+BODY_RULES = {"scan": scan_vjp}
+
+
+def vjp_rule(op: str):
+    """The VJP rule of ``op``, or None."""
+    return BODY_RULES.get(op) or REGISTRY[op].vjp
+
+
 def backprop(ctx_builder: GraphBuilder, eqns: Sequence[Eqn], seeds: dict[int, Value],
              active: set[int]) -> dict[int, Value]:
     """Run VJP rules over ``eqns`` in reverse; returns cotangents keyed by value uid.
@@ -122,12 +143,12 @@ def backprop(ctx_builder: GraphBuilder, eqns: Sequence[Eqn], seeds: dict[int, Va
         needed = [v.uid in active and v.type.is_float for v in e.inputs]
         if not any(needed):
             continue
-        op = REGISTRY[e.op]
-        if op.vjp is None:
+        rule = vjp_rule(e.op)
+        if rule is None:
             raise MissingRuleError(f"no gradient rule for op '{e.op}'", e.loc,
                                    hint="this op cannot be differentiated yet")
         g = GradCtx(ctx_builder, e.loc)
-        in_cts = op.vjp(g, e, outs, needed)
+        in_cts = rule(g, e, outs, needed)
         for v, ct, need in zip(e.inputs, in_cts, needed):
             if ct is None or not need:
                 continue
@@ -160,9 +181,7 @@ def value_and_grad(prog: Program, *, wrt_inputs: bool = False) -> GradProgram:
     b = GraphBuilder()
     for v in fwd.inputs:
         b.add_input(v)
-    b.eqns.extend(fwd.eqns)
-    for e in fwd.eqns:
-        b.local.update(v.uid for v in e.outputs)
+    b.extend(fwd.eqns)
     targets = [(p.name, p.value) for p in prog.params]
     if wrt_inputs:
         targets += [(i.name, i.value) for i in prog.inputs if i.value.type.is_float]
