@@ -36,6 +36,7 @@ from typing import Any
 from .dims import Dim
 from ..errors import Span
 from .core import Eqn, Graph, Program, Value
+from .scan import unpack_scan
 
 COMMENT_COLUMN_MAX = 72  # align `# file:line` comments up to this column, then just follow the code
 INDENT = "  "
@@ -120,18 +121,16 @@ def scan_body(eqn: Eqn) -> Graph | None:
 
 def body_input_roles(eqn: Eqn, namer: Namer) -> list[tuple[str, str | None]]:
     """(role, name base) for each body input of a scan: consts, seqs (``x[t]``), states (``h[t-1]``)."""
-    p = eqn.params
     body = scan_body(eqn)
     assert body is not None
     if eqn.op != "scan":  # fused: body input i stands for the equation's input i
         return [("inputs", v.name) for v in body.inputs]
-    n_consts, n_seqs = p.get("n_consts", 0), p.get("n_seqs", 0)
-    roles: list[tuple[str, str | None]] = [("consts", v.name) for v in body.inputs[:n_consts]]
-    seqs = eqn.inputs[n_consts : n_consts + n_seqs]
-    roles += [("seqs", f"{namer[s]}[t]") for s in seqs]
-    sign = "+" if p.get("reverse") else "-"
-    for name, lag in p.get("states", ()):
-        roles += [("states", f"{name}[t{sign}{k}]") for k in range(1, lag + 1)]
+    sc = unpack_scan(eqn)
+    roles: list[tuple[str, str | None]] = [("consts", inner.name) for _outer, inner in sc.consts]
+    roles += [("seqs", f"{namer[outer]}[t]") for outer, _inner in sc.seqs]
+    sign = "+" if sc.reverse else "-"
+    for st in sc.states:
+        roles += [("states", f"{st.name}[t{sign}{k}]") for k in range(1, st.lag + 1)]
     return roles
 
 

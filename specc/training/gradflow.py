@@ -29,7 +29,8 @@ from ..transforms.autodiff import GradCtx, backprop
 from ..ir.builder import GraphBuilder
 from ..errors import Span
 from ..backends.interp import interpret
-from ..ir.core import NUMPY_DTYPES, Eqn, TensorType, Value, freeze, prune
+from ..ir.core import NUMPY_DTYPES, Eqn, TensorType, Value, prune
+from ..ir.scan import unpack_scan
 
 if TYPE_CHECKING:
     from ..api import Model
@@ -56,17 +57,12 @@ def _perturbed_scan(e: Eqn) -> tuple[Eqn, list[tuple[str, Value]]]:
     The sum replaces the state's value everywhere after its definition: in the
     equations of the same step that read ``c[t]`` and in the step's output.
     """
-    p = e.params
-    body = p["body"]
-    nc, ns = p["n_consts"], p["n_seqs"]
-    lagged = [i for i, (_n, k) in enumerate(p["states"]) if k > 0]
-    names = [p["states"][i][0] for i in lagged]
-    outer = [Value(e.outputs[i].type, f"eps_{n}") for i, n in zip(lagged, names)]
-    inner = [Value(TensorType(v.dtype, v.shape[1:]), f"eps_{n}[t]") for v, n in zip(outer, names)]
-    perturb = {body.outputs[i].uid: (eps, n) for i, eps, n in zip(lagged, inner, names)}
+    sc = unpack_scan(e)
+    lagged = [s for s in sc.states if s.lag > 0]
+    outer = [Value(s.result.type, f"eps_{s.name}") for s in lagged]
+    inner = [Value(TensorType(v.dtype, v.shape[1:]), f"eps_{s.name}[t]") for v, s in zip(outer, lagged)]
+    perturb = {s.out.uid: (eps, s.name) for s, eps in zip(lagged, inner)}
     bb = GraphBuilder()
-    for v in (*body.inputs[:nc + ns], *inner, *body.inputs[nc + ns:]):
-        bb.add_input(v)
     env: dict[int, Value] = {}
 
     def define(v: Value, loc: Span | None) -> None:
@@ -74,18 +70,21 @@ def _perturbed_scan(e: Eqn) -> tuple[Eqn, list[tuple[str, Value]]]:
             eps, name = perturb[v.uid]
             env[v.uid] = bb.emit1("add", [v, eps], loc=loc, name=name)
 
-    for v in body.inputs:
+    for v in sc.body_inputs():
+        bb.add_input(v)
+    for v in inner:
+        bb.add_input(v)
+    for v in sc.body_inputs():
         define(v, e.loc)
-    for eq in body.eqns:
-        bb.eqns.append(Eqn(eq.op, tuple(env.get(v.uid, v) for v in eq.inputs), eq.outputs, eq.params, eq.loc))
-        bb.local.update(v.uid for v in eq.outputs)
+    for eq in sc.eqns:
+        bb.append(Eqn(eq.op, tuple(env.get(v.uid, v) for v in eq.inputs), eq.outputs, eq.params, eq.loc))
         for v in eq.outputs:
             define(v, eq.loc)
-    outs = [env.get(v.uid, v) for v in body.outputs]
-    consts, seqs, inits = e.inputs[:nc], e.inputs[nc:nc + ns], e.inputs[nc + ns:]
-    params = {**p, "body": bb.build(outs), "n_seqs": ns + len(outer)}
-    new = Eqn("scan", (*consts, *seqs, *outer, *inits), e.outputs, freeze(params), e.loc)
-    return new, list(zip(names, outer))
+    sc.seqs += [(o, i) for o, i in zip(outer, inner)]
+    sc.eqns = list(bb.eqns)
+    for s in sc.states:
+        s.out = env.get(s.out.uid, s.out)
+    return sc.pack(), [(s.name, v) for s, v in zip(lagged, outer)]
 
 
 def grad_flow(model: Model, params: Mapping[str, np.ndarray], batch: Mapping[str, Any], *,
@@ -113,8 +112,7 @@ def state_gradients(model: Model, params: Mapping[str, np.ndarray], batch: Mappi
             for name, v in added:
                 b.add_input(v)
                 probes.append((name, e.loc, v))
-        b.eqns.append(e)
-        b.local.update(v.uid for v in e.outputs)
+        b.append(e)
     if not probes:
         return []
     loss = fwd.outputs[0]
