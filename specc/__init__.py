@@ -8,7 +8,8 @@ is the entry point;
 
 from .api import Model, compile
 from .errors import SpeccError
-from .training.train import History, Trainer, train
+from .training.history import History
+from .training.train import Trainer, train
 
 __version__ = "0.1.0"
 __all__ = ["History", "Model", "SpeccError", "Trainer", "compile", "train", "__version__"]

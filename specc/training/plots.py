@@ -1,6 +1,6 @@
 """PNG plots of a training run (matplotlib, Agg backend: no display needed).
 
-In: a :class:`~specc.training.train.History`, gradient-flow reports
+In: a :class:`~specc.training.history.History`, gradient-flow reports
 (:class:`~specc.training.gradflow.StateFlow`), or images and their reconstructions.
 Out: PNG files; each function returns the path it wrote.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .gradflow import StateFlow
-    from .train import History
+    from .history import History
 
 
 def _pyplot():

@@ -34,7 +34,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
+from .history import EpochRecord, History  # noqa: F401  (History is public here too)
 from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
 from ..errors import InputError
 from .metrics import Metric, choose_metric, evaluate
@@ -55,58 +56,6 @@ if TYPE_CHECKING:
     from .gradflow import StateFlow
 
 SHUFFLE_STREAM, STEP_STREAM, AUGMENT_STREAM = 1, 2, 3
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    lr: float  # at the epoch's last step
-    train_loss: float  # mean over the epoch's batches, weighted by batch size
-    val: dict[str, float]  # loss and metric on the validation split (empty without one)
-    seconds: float
-    examples_per_s: float
-    grad_norm: float  # mean global norm of the gradient before clipping
-
-
-@dataclass
-class History:
-    model: str
-    config: dict[str, Any]
-    metric: str | None = None
-    records: list[EpochRecord] = field(default_factory=list)
-    test: dict[str, float] | None = None
-    checkpoint: str | None = None
-    seconds: float = 0.0
-    grad_flow: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # when -> state -> norms
-    files: dict[str, str] = field(default_factory=dict)  # plots written
-    params: dict[str, np.ndarray] | None = field(default=None, repr=False)  # the trained parameters
-
-    @property
-    def loss(self) -> list[float]:
-        return [r.train_loss for r in self.records]
-
-    @property
-    def val_loss(self) -> list[float | None]:
-        return [r.val.get("loss") for r in self.records]
-
-    def final(self) -> dict[str, float]:
-        """The last epoch's numbers, and the test split's when there is one."""
-        if not self.records:
-            return {}
-        r = self.records[-1]
-        out = {"train_loss": r.train_loss}
-        out.update({f"val_{k}": v for k, v in r.val.items()})
-        out.update({f"test_{k}": v for k, v in (self.test or {}).items()})
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "metric": self.metric, "epochs": len(self.records), "final": self.final(),
-                "time_s": self.seconds, "checkpoint": self.checkpoint, "config": self.config,
-                "history": [asdict(r) for r in self.records], "grad_flow": self.grad_flow, "files": self.files}
-
-    @classmethod
-    def from_records(cls, model: str, config: dict, metric: str | None, records: list[dict]) -> History:
-        return cls(model, config, metric, [EpochRecord(**r) for r in records])
 
 
 @contextlib.contextmanager
