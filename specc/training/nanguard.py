@@ -26,7 +26,7 @@ from ..errors import Span, SpeccError
 from ..backends.interp import run_graph
 from ..ir.core import Eqn, Graph, Value
 from ..ops import REGISTRY, RefContext
-from ..ir.scan import split_inputs
+from ..ir.scan import split_inputs, unpack_scan
 
 
 class NonFiniteError(SpeccError):
@@ -86,23 +86,23 @@ def _walk(graph: Graph, args: Sequence[np.ndarray], ctx: RefContext, steps: tupl
 def _in_scan(eqn: Eqn, ins: list[np.ndarray], outs: list[np.ndarray], ctx: RefContext,
              steps: tuple[int, ...], scans: tuple[Eqn, ...]) -> Finding | None:
     """Descend into the first step of a recurrence whose state is not finite."""
-    p = eqn.params
-    consts, seqs, inits = split_inputs(ins, p)
+    sc = unpack_scan(eqn)
+    consts, seqs, inits = split_inputs(ins, eqn.params)
     length = outs[0].shape[0] if outs else 0
-    order = list(range(length - 1, -1, -1)) if p["reverse"] else list(range(length))
+    order = list(range(length - 1, -1, -1)) if sc.reverse else list(range(length))
     init_of, it = {}, iter(inits)
-    for i, (_name, k) in enumerate(p["states"]):
-        if k:
+    for i, st in enumerate(sc.states):
+        if st.lag:
             init_of[i] = next(it)
     for n, t in enumerate(order):
         if not any(_bad(o[t]) for o in outs):
             continue
         args = list(consts) + [s[t] for s in seqs]
-        for i, (_name, k) in enumerate(p["states"]):
-            for lag in range(1, k + 1):
+        for i, st in enumerate(sc.states):
+            for lag in range(1, st.lag + 1):
                 args.append(outs[i][order[n - lag]] if n - lag >= 0 else init_of[i])
         sub = RefContext(ctx.dims, ctx.seed, ctx.training, ctx.path + (t,), ctx.run_graph)
-        found = _walk(p["body"], args, sub, steps + (t,), scans + (eqn,))
+        found = _walk(eqn.params["body"], args, sub, steps + (t,), scans + (eqn,))
         if found is not None:
             return found
         return Finding(eqn, eqn.outputs[0], "nan", steps + (t,), scans=scans + (eqn,))
