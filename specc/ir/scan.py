@@ -9,7 +9,8 @@ The layout of a scan's operands: ``inputs = consts + seqs + inits`` (one
 init per state with a lag), ``body.inputs = consts + seq slices + lagged
 states`` (``lag`` values per state, t-1 first), ``body.outputs`` one per state,
 ``outputs`` one ``[T, ...]`` sequence per state.  :func:`split_inputs` and
-:func:`unpack_scan` are the only places that decode it.
+:func:`unpack_scan` are the only places that decode it; :func:`scan_params`
+(and :meth:`Scan.pack`, which uses it) writes it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from typing import Any
 from ..errors import Span
 from .core import Eqn, Graph, TensorType, Value, freeze
 from .dims import Dim
+
+
+def scan_params(body: Graph, n_consts: int, n_seqs: int, states: Sequence[tuple[str, int]],
+                **rest: Any) -> dict[str, Any]:
+    """A scan equation's params: its body, how its inputs split, its states ((name, lag) each), the rest."""
+    return {"body": body, "n_consts": n_consts, "n_seqs": n_seqs, "states": tuple(states), **rest}
 
 
 def split_inputs(eqn_inputs: Sequence[Value], params: Mapping[str, Any]):
@@ -88,13 +95,8 @@ class Scan:
             taken.add(v.uid)
             outs.append(v)
         body = Graph(tuple(ins), tuple(self.eqns) + tuple(copies), tuple(outs))
-        params = {
-            **self.params,
-            "body": body,
-            "n_consts": len(self.consts),
-            "n_seqs": len(self.seqs),
-            "states": tuple((s.name, s.lag) for s in self.states),
-        }
+        params = {**self.params, **scan_params(body, len(self.consts), len(self.seqs),
+                                                  [(s.name, s.lag) for s in self.states])}
         inputs = [o for o, _i in self.consts] + [o for o, _i in self.seqs] + [s.init for s in self.states if s.lag]
         return Eqn("scan", tuple(inputs), tuple(s.result for s in self.states), freeze(params), self.loc)
 

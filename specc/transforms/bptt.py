@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..ir.builder import GraphBuilder
 from ..ir.core import Eqn, Graph, TensorType, Value, prune
 from ..ir.dims import Dim
-from ..ir.scan import unpack_scan
+from ..ir.scan import scan_params, unpack_scan
 
 
 def scan_vjp(g, eqn: Eqn, cts: list, needed: list[bool]) -> list:
@@ -116,8 +116,8 @@ def scan_vjp(g, eqn: Eqn, cts: list, needed: list[bool]) -> list:
 
     zero_inits = [g.zeros(bb_in.type) for bb_in in list(carry_in.values()) + list(acc_in.values())]
     bw_inputs = [o for o, _i in sc.consts] + [o for o, _i in sc.seqs] + list(shifted.values()) + ct_seqs + saved_seqs + zero_inits
-    params = {"body": bw_body, "n_consts": nc, "n_seqs": ns + len(shifted) + len(ct_seqs) + len(saved),
-              "states": tuple(bw_states), "reverse": not rev, "length": length}
+    params = scan_params(bw_body, nc, ns + len(shifted) + len(ct_seqs) + len(saved), bw_states,
+                         reverse=not rev, length=length)
     results = g.emit_many("scan", bw_inputs, **params)
 
     last = Dim.const(-1 if rev else 0)  # the step the backward scan ends on
