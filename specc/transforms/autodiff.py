@@ -15,7 +15,7 @@ running in the opposite direction (:func:`specc.transforms.bptt.scan_vjp`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..errors import SpeccError, Span
 from ..ir.builder import GraphBuilder
@@ -119,7 +119,7 @@ class GradCtx:
 BODY_RULES = {"scan": scan_vjp}
 
 
-def vjp_rule(op: str):
+def vjp_rule(op: str) -> Callable | None:
     """The VJP rule of ``op``, or None."""
     return BODY_RULES.get(op) or REGISTRY[op].vjp
 
