@@ -157,7 +157,7 @@ class Model:
             a = np.asarray(params[p.name])
             if a.shape != self.param_shapes[p.name]:
                 raise InputError(f"parameter '{p.name}' has shape {a.shape}, expected {self.param_shapes[p.name]}")
-            out.append(np.ascontiguousarray(a, dtype=NUMPY_DTYPES[p.value.dtype]))
+            out.append(np.asarray(a, dtype=NUMPY_DTYPES[p.value.dtype], order="C"))
         return out
 
     # -- running ---------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def _coerce(name: str, x: Any, v: Value) -> np.ndarray:
     elif not np.issubdtype(a.dtype, np.integer):
         raise InputError(f"input '{name}' has dtype {a.dtype}, expected integers {v.type}",
                          hint="class labels must be integer ids")
-    return np.ascontiguousarray(a, dtype=want)
+    return np.asarray(a, dtype=want, order="C")
 
 
 def _bind_shape(name: str, a: np.ndarray, v: Value, dims: dict[str, int], origin: dict[str, str]) -> None:

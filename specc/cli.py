@@ -306,15 +306,13 @@ def cmd_gradcheck(args) -> int:
     params = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype)
               for k, v in model.init_params(args.seed).items()}  # away from zero biases
     eps = 1e-6 if dtype == "float64" else 1e-2
-    grad_fn = None
-    if args.target != "interp":  # the analytic gradients from the target's compiled kernels
-        names = list(model.inputs) + [p.name for p in model.program.params]
+    names = list(model.inputs) + [p.name for p in model.program.params]
 
-        def grad_fn(values):
-            kw = dict(zip(names, values))
-            params_now = {p.name: kw.pop(p.name) for p in model.program.params}
-            loss, grads = model.value_and_grad(params_now, seed=args.seed, wrt_inputs=args.inputs, **kw)
-            return loss, grads
+    def grad_fn(values):  # the analytic gradients through the same path as users (checks included)
+        kw = dict(zip(names, values))
+        params_now = {p.name: kw.pop(p.name) for p in model.program.params}
+        loss, grads = model.value_and_grad(params_now, seed=args.seed, wrt_inputs=args.inputs, **kw)
+        return loss, grads
 
     checks = gradcheck(model.program, params, arrays, bound, eps=eps, seed=args.seed, wrt_inputs=args.inputs,
                        grad_fn=grad_fn)

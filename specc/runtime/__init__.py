@@ -78,7 +78,7 @@ class CompiledGraph:
 
 def _coerce(a: Any, v: Value, dims: Mapping[str, int]) -> np.ndarray:
     """A C-contiguous, writeable array of the input's dtype and (checked) shape."""
-    x = np.ascontiguousarray(a, dtype=NUMPY_DTYPES[v.dtype])
+    x = np.asarray(a, dtype=NUMPY_DTYPES[v.dtype], order="C")
     if not x.flags.writeable or not x.flags.aligned:
         x = x.copy()
     try:

@@ -51,7 +51,7 @@ def initialize(init: Initializer, shape: tuple[int, ...], dtype, rng: np.random.
         x = _orthogonal(shape, rng) * (args[0] if args else 1.0)
     else:  # pragma: no cover - the elaborator rejects unknown kinds
         raise ValueError(f"unknown initializer {kind}")
-    return np.ascontiguousarray(x, dtype=dtype)
+    return np.asarray(x, dtype=dtype, order="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
 
 
 def _orthogonal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

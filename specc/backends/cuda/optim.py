@@ -174,7 +174,7 @@ class DeviceOptimizer:
 
     @staticmethod
     def _to_device(a: np.ndarray, dtype: np.dtype) -> Any:
-        host = np.ascontiguousarray(a, dtype=dtype)
+        host = np.asarray(a, dtype=dtype, order="C")
         return cuda.to_device(host.reshape(host.shape or (1,)))
 
     def _flat_grad(self, name: str, g: Any) -> Any:

@@ -110,7 +110,7 @@ class CudaCompiledGraph:
             if v.shape == () and shape == (1,):
                 shape = ()
         else:
-            a = np.ascontiguousarray(a, dtype=NUMPY_DTYPES[v.dtype])
+            a = np.asarray(a, dtype=NUMPY_DTYPES[v.dtype], order="C")
             shape, dtype = a.shape, a.dtype
         try:
             want = concrete(v.shape, dims)
