@@ -37,8 +37,8 @@ from specc.ir.core import NUMPY_DTYPES, prune
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from specc.export import to_onnx  # noqa: E402  (needs onnx)
-from specc.export.onnx_rules import NO_RULE, RANDOM_OPS, RULES  # noqa: E402
+from specc.export import to_onnx
+from specc.export.onnx_rules import NO_RULE, RANDOM_OPS, RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))

@@ -8,8 +8,9 @@ rule per op, ``command`` is the body of ``specc export``).  The ``onnx`` package
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -41,13 +42,15 @@ def export_onnx(model: Any, params: Mapping[str, np.ndarray], path: str | Path, 
     import os
     import tempfile
 
-    onnx = require_onnx()
     proto = to_onnx(model, params, with_loss=with_loss, random=random)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # as checkpoints are
     try:
-        onnx.save_model(proto, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(proto.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

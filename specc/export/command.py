@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+
 def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--params", type=Path, metavar="CKPT",
                    help="a checkpoint or .npz of parameters (default: freshly initialised from --seed)")

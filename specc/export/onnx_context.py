@@ -11,7 +11,8 @@ graph.  :meth:`Lowering.lower` applies a rule table (op name -> rule) to equatio
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
@@ -29,7 +30,7 @@ class Lowering:
     """One ONNX graph under construction: its nodes, fresh names (shared with parent graphs), run-time sizes."""
 
     def __init__(self, rules: Mapping[str, Rule], taken: set[str], sizes: Mapping[str, tuple[str, int]],
-                 fixed: Mapping[str, int], parent: "Lowering | None" = None):
+                 fixed: Mapping[str, int], parent: Lowering | None = None):
         self.rules = rules  # op name -> rule (specc.export.onnx_rules.RULES)
         self.nodes: list[Any] = []
         self.taken = taken  # every name used in the model, subgraphs included (ONNX wants them unique)
@@ -77,7 +78,7 @@ class Lowering:
     def int64s(self, values: list[int]) -> str:
         return self.const(values, np.int64, hint="ints")
 
-    def child(self) -> "Lowering":
+    def child(self) -> Lowering:
         """A graph nested in this one (a Scan body)."""
         sub = Lowering(self.rules, self.taken, self.sizes, {}, parent=self)
         sub.fixed = self.fixed
@@ -152,7 +153,7 @@ class Lowering:
             rule = self.rules.get(eqn.op)
             if rule is None:
                 raise ExportError(f"op '{eqn.op}' has no ONNX export rule", eqn.loc,
-                                  hint=f"ops that export: {', '.join(sorted(self.rules))}")
+                                  hint="see docs/export.md for the ops that export")
             self.loc = eqn.loc
             self.hint = eqn.outputs[0].name or eqn.op if eqn.outputs else eqn.op
             outs = rule(self, eqn, [env[v.uid] for v in eqn.inputs])

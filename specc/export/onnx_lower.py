@@ -19,7 +19,8 @@ shapes (:mod:`specc.export.onnx_context`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx

@@ -1,7 +1,7 @@
 """The ONNX lowering rules: one per op, keyed by op name.
 
-In: a :class:`~specc.export.onnx_lower.Lowering` (:mod:`specc.export.onnx_context`, the graph being built), an equation and
-the ONNX names of its inputs.  Out: the ONNX names of its outputs, after appending the
+In: a :class:`~specc.export.onnx_context.Lowering` (the graph being built), an equation
+and the ONNX names of its inputs.  Out: the ONNX names of its outputs, after appending the
 nodes that compute them.  The semantics to match are each op's NumPy reference
 (``specc.ops.REGISTRY[op].ref``); tests/test_onnx.py runs every spec and a hand-written
 spec per op family through onnxruntime against it.
@@ -15,7 +15,8 @@ of the graph first and bound by ``onnx_lower._bind_draw``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
