@@ -408,3 +408,22 @@ def test_without_onnx_the_error_says_how_to_install(monkeypatch):
     with pytest.raises(SpeccError, match="needs the 'onnx' package") as err:
         require_onnx()
     assert "specc[onnx]" in err.value.render()
+
+
+def test_a_model_without_outputs_says_what_to_do():
+    model = specc.compile("dim B\nmodel m(x: f32[B, 4]) {\n  loss = mean(x)\n}\n", target="interp")
+    with pytest.raises(ExportError, match="declares no `output` value") as err:
+        to_onnx(model, {})
+    assert "--with-loss" in err.value.render()
+    assert [o.name for o in to_onnx(model, {}, with_loss=True).graph.output] == ["loss"]
+
+
+def test_cli_export_with_loss_and_noise_as_an_input(tmp_path, capsys):
+    out = tmp_path / "vae.onnx"
+    argv = ["export", str(ROOT / "specs" / "vae.nn"), "--with-loss", "--random", "input", "-o", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "no --params" in text
+    assert "inputs:  x: float32[B, 64], eps: float32[B, 8]" in text
+    assert "outputs: loss: float32[], mu: float32[B, 8], recon: float32[B, 64]" in text
+    assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["specc.random"] == "input"
