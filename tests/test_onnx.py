@@ -11,6 +11,8 @@
   bounds, reshape, transpose, concat, every rank of matmul, embedding lookup, losses, a
   reversed recurrence, a lag-2 state, per-step outputs, dropout and draws inside and
   outside a loop; in float32 and float64; an optimised graph (fused groups, hoisted matmuls);
+- the standard LSTM and GRU become ONNX's ``LSTM``/``GRU`` ops, and only they (written-out
+  variants that differ in one term stay a ``Scan``), both forms equal to ``model.forward``;
 - random draws: ``mean`` (the default; a VAE decodes mu), ``input`` (the draws are inputs:
   fed the draws specc makes, the export equals ``model.forward`` with that seed) and
   ``sample`` (fresh standard-normal draws each run);
@@ -195,6 +197,12 @@ def reference(model: specc.Model, params, inputs, names: list[str], seed: int = 
     return dict(zip(names, interpret(graph, args, dims, seed=seed, training=False)))
 
 
+def perturbed(params: dict, seed: int = 7) -> dict:
+    """Initialised parameters plus noise, so that no bias is zero or one (a swapped bias would show)."""
+    rng = np.random.default_rng(seed)
+    return {k: (v + rng.normal(0.0, 0.05, v.shape)).astype(v.dtype) for k, v in params.items()}
+
+
 def session(proto):
     return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
@@ -229,7 +237,7 @@ def compile_hand(name: str, dtype: str = "float32") -> specc.Model:
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_every_spec_round_trips_through_onnxruntime(path, with_loss, record_property):
     model = specc.compile(path, target="interp")
-    params = model.init_params(seed=0)
+    params = perturbed(model.init_params(seed=0))
     proto = to_onnx(model, params, with_loss=with_loss)
     onnx.checker.check_model(proto, full_check=True)
     declared = [n for n in model.program.output_names if n != "loss"]
@@ -257,7 +265,9 @@ def test_inputs_are_what_the_outputs_read_with_named_dynamic_axes(path):
 
 def test_the_lstm_is_one_scan_whose_body_is_the_cell():
     model = specc.compile(ROOT / "specs" / "lstm.nn", target="interp")
-    proto = to_onnx(model, model.init_params(seed=0))
+    params = perturbed(model.init_params(seed=0))
+    proto = to_onnx(model, params, cells="scan")
+    compare(model, proto, params)
     scans = [n for n in proto.graph.node if n.op_type == "Scan"]
     assert len(scans) == 1 and not any(n.op_type in ("LSTM", "Loop") for n in proto.graph.node)
     body = next(a.g for a in scans[0].attribute if a.name == "body")
@@ -272,7 +282,7 @@ def test_the_lstm_is_one_scan_whose_body_is_the_cell():
 @pytest.mark.parametrize("name", sorted(HAND))
 def test_hand_written_specs_cover_every_op(name, dtype):
     model = compile_hand(name, dtype)
-    params = model.init_params(seed=1)
+    params = perturbed(model.init_params(seed=1))
     proto = to_onnx(model, params, with_loss=True)
     onnx.checker.check_model(proto, full_check=True)
     try:
@@ -303,6 +313,109 @@ def test_an_optimised_graph_exports_too():
     params = model.init_params(seed=0)
     proto = to_onnx(fast, params)
     onnx.checker.check_model(proto, full_check=True)
+    compare(model, proto, params)
+
+
+# ---- standard cells as ONNX's LSTM and GRU ops ----------------------------------------
+LSTM_PARAMS = """\
+  param W_f: [12, 7] = glorot
+  param W_i: [12, 7] = glorot
+  param W_o: [12, 7] = glorot
+  param W_c: [12, 7] = glorot
+  param b_f: [7] = ones
+  param b_i: [7] = zeros
+  param b_o: [7] = zeros
+  param b_c: [7] = zeros"""
+GRU_PARAMS = """\
+  param W_r: [5, 7] = glorot
+  param W_z: [5, 7] = glorot
+  param W_n: [5, 7] = glorot
+  param U_r: [7, 7] = orthogonal
+  param U_z: [7, 7] = orthogonal
+  param U_n: [7, 7] = orthogonal
+  param b_r: [7] = zeros
+  param b_z: [7] = zeros
+  param b_n: [7] = zeros
+  param c_n: [7] = zeros"""
+LSTM_CELL = """\
+    init c = zeros([B, 7])
+    z = concat({first}, {second})
+    f = sigmoid(z @ W_f + b_f)
+    i = sigmoid(z @ W_i + b_i)
+    o = sigmoid(z @ W_o + b_o)
+    g = tanh(z @ W_c + b_c)
+    c[t] = f * c[t-1] + i * g
+    h[t] = o * tanh(c[t])"""
+GRU_CELL = """\
+    r = sigmoid(x[t] @ W_r + h[t-1] @ U_r + b_r)
+    u = sigmoid(x[t] @ W_z + h[t-1] @ U_z + b_z)
+    n = tanh(x[t] @ W_n + b_n + r * (h[t-1] @ U_n + c_n))
+    h[t] = (1 - u) * n + u * h[t-1]"""
+
+
+def cell_spec(params: str, cell: str, out: str = "output cs = c", reverse: str = "") -> str:
+    """A model with a recurrence written in it (``cell`` is its body after ``init h``)."""
+    return f"""dim T, B
+model m(x: f32[T, B, 5], y: i32[B]) {{
+{params}
+  recur t over x {reverse} {{
+    init h = zeros([B, 7])
+{cell}
+  }}
+  logits = dense(h[-1], 3)
+  loss = cross_entropy(logits, y)
+  output probs = softmax(logits)
+  {out}
+}}
+"""
+
+
+HX = LSTM_CELL.format(first="h[t-1]", second="x[t]")
+CELLS = {  # name -> (spec, the ONNX op it must export as)
+    "lstm_hx": (cell_spec(LSTM_PARAMS, HX, out=""), "LSTM"),
+    "lstm_xh": (cell_spec(LSTM_PARAMS, LSTM_CELL.format(first="x[t]", second="h[t-1]"), out=""), "LSTM"),
+    "lstm_cells_read": (cell_spec(LSTM_PARAMS, HX), "Scan"),  # ONNX's LSTM gives only the last c
+    "lstm_reversed": (cell_spec(LSTM_PARAMS, HX.replace("[t-1]", "[t+1]"), out="", reverse="reverse"), "Scan"),
+    "lstm_tanh_output_gate": (cell_spec(LSTM_PARAMS, HX.replace("o = sigmoid", "o = tanh"), out=""), "Scan"),
+    "gru": (cell_spec(GRU_PARAMS, GRU_CELL, out=""), "GRU"),
+    "gru_extra_state": (cell_spec(GRU_PARAMS, GRU_CELL + "\n    init c = zeros([B, 7])\n    c[t] = c[t-1] + h[t]",
+                                  out=""), "Scan"),
+    "gru_no_reset_bias": (cell_spec(GRU_PARAMS, GRU_CELL.replace("(h[t-1] @ U_n + c_n)", "(h[t-1] @ U_n)"),
+                                    out="output k = c_n"), "Scan"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_only_exactly_standard_cells_become_onnx_lstm_or_gru_ops(name):
+    spec, want = CELLS[name]
+    model = specc.compile(spec, target="interp")
+    params = perturbed(model.init_params(seed=2))
+    proto = to_onnx(model, params)
+    onnx.checker.check_model(proto, full_check=True)
+    ops = [n.op_type for n in proto.graph.node]
+    assert want in ops and not {"Scan", "LSTM", "GRU"} - {want} & set(ops)
+    compare(model, proto, params)
+
+
+@pytest.mark.parametrize("spec,op", [("lstm", "LSTM"), ("gru", "GRU"), ("peephole_lstm", "Scan"), ("rnn", "Scan")])
+def test_the_shipped_cells_export_as(spec, op):
+    model = specc.compile(ROOT / "specs" / f"{spec}.nn", target="interp")
+    params = perturbed(model.init_params(seed=0))
+    for cells, want in (("onnx", op), ("scan", "Scan")):
+        proto = to_onnx(model, params, cells=cells)
+        loops = [n.op_type for n in proto.graph.node if n.op_type in ("Scan", "LSTM", "GRU")]
+        assert loops == [want]
+        compare(model, proto, params)
+
+
+def test_a_gru_with_the_other_update_convention_stays_a_scan():
+    """h = u * n + (1 - u) * h[t-1] is a GRU too, but not ONNX's: it must not become a GRU op."""
+    spec = (ROOT / "specs" / "gru.nn").read_text().replace("h[t] = (1 - u) * n + u * h[t-1]",
+                                                          "h[t] = u * n + (1 - u) * h[t-1]")
+    model = specc.compile(spec, target="interp")
+    params = perturbed(model.init_params(seed=0))
+    proto = to_onnx(model, params)
+    assert "GRU" not in [n.op_type for n in proto.graph.node] and "Scan" in [n.op_type for n in proto.graph.node]
     compare(model, proto, params)
 
 
@@ -376,9 +489,13 @@ def test_cli_export_writes_a_file_that_onnxruntime_runs(tmp_path, capsys):
     assert main(["export", str(ROOT / "specs" / "lstm.nn"), "--params", str(ckpt), "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"wrote {out}: ONNX opset 18" in text and "x: float32[T, B, 8]" in text and "probs: float32[B, 10]" in text
+    assert "(LSTM)" in text
     x = make_inputs(model, {"T": 6, "B": 2})["x"]
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, model.forward(params, x=x)["probs"], **TOL["float32"])
+    assert main(["export", str(ROOT / "specs" / "lstm.nn"), "--params", str(ckpt), "-o", str(out),
+                 "--cells", "scan"]) == 0
+    assert "(Scan)" in capsys.readouterr().out
 
 
 def test_cli_export_errors_are_clean(tmp_path, capsys, monkeypatch):

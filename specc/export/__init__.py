@@ -27,22 +27,22 @@ def require_onnx() -> Any:
     return onnx
 
 
-def to_onnx(model: Any, params: Mapping[str, np.ndarray], *, with_loss: bool = False,
-            random: str = "mean") -> Any:
+def to_onnx(model: Any, params: Mapping[str, np.ndarray], *, with_loss: bool = False, random: str = "mean",
+            cells: str = "onnx") -> Any:
     """The model as an ``onnx.ModelProto`` (see :func:`specc.export.onnx_lower.to_onnx`)."""
     require_onnx()
     from .onnx_lower import to_onnx as lower
 
-    return lower(model, params, with_loss=with_loss, random=random)
+    return lower(model, params, with_loss=with_loss, random=random, cells=cells)
 
 
 def export_onnx(model: Any, params: Mapping[str, np.ndarray], path: str | Path, *, with_loss: bool = False,
-                random: str = "mean") -> Any:
+                random: str = "mean", cells: str = "onnx") -> Any:
     """Write the model to ``path`` as ONNX (atomically: a temporary file, then a rename); returns the ModelProto."""
     import os
     import tempfile
 
-    proto = to_onnx(model, params, with_loss=with_loss, random=random)
+    proto = to_onnx(model, params, with_loss=with_loss, random=random, cells=cells)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # as checkpoints are

@@ -19,6 +19,9 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--random", choices=["mean", "input", "sample"], default="mean",
                    help="what a normal/uniform draw becomes: its mean (default; a VAE decodes mu), an extra "
                         "input, or fresh ONNX random draws each run; dropout is the identity in every mode")
+    c.add_argument("--cells", choices=["onnx", "scan"], default="onnx",
+                   help="a recurrence that is exactly the standard LSTM or GRU: ONNX's LSTM/GRU op (default) "
+                        "or, like every other recurrence, a Scan of its own equations")
     c.add_argument("--seed", type=int, default=0, help="seed of the parameters when --params is not given")
 
 
@@ -35,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
         params = model.init_params(seed=args.seed)
         print(f"note: no --params: exporting freshly initialised parameters (seed {args.seed})")
     path = args.output or Path(Path(args.spec).stem + ".onnx")
-    proto = export_onnx(model, params, path, with_loss=args.with_loss, random=args.random)
+    proto = export_onnx(model, params, path, with_loss=args.with_loss, random=args.random, cells=args.cells)
     g = proto.graph
-    scans = sum(n.op_type == "Scan" for n in g.node)
-    print(f"wrote {path}: ONNX opset {OPSET}, {len(g.node)} nodes" + (f" ({scans} Scan)" if scans else "")
+    loops = [n.op_type for n in g.node if n.op_type in ("Scan", "LSTM", "GRU")]
+    print(f"wrote {path}: ONNX opset {OPSET}, {len(g.node)} nodes" + (f" ({', '.join(loops)})" if loops else "")
           + f", {len(g.initializer)} parameters")
     print(f"  inputs:  {', '.join(_describe(v) for v in g.input)}")
     print(f"  outputs: {', '.join(_describe(v) for v in g.output)}")

@@ -30,8 +30,10 @@ class Lowering:
     """One ONNX graph under construction: its nodes, fresh names (shared with parent graphs), run-time sizes."""
 
     def __init__(self, rules: Mapping[str, Rule], taken: set[str], sizes: Mapping[str, tuple[str, int]],
-                 fixed: Mapping[str, int], parent: Lowering | None = None):
+                 fixed: Mapping[str, int], parent: Lowering | None = None, cells: bool = True):
         self.rules = rules  # op name -> rule (specc.export.onnx_rules.RULES)
+        self.cells = cells  # standard LSTM/GRU cells as ONNX's LSTM/GRU ops (else every recurrence is a Scan)
+        self.read: set[int] = set()  # values the equations being lowered read, or the graph returns
         self.nodes: list[Any] = []
         self.taken = taken  # every name used in the model, subgraphs included (ONNX wants them unique)
         self.sizes = sizes  # symbolic dim -> (graph input, axis) that holds it
@@ -80,7 +82,7 @@ class Lowering:
 
     def child(self) -> Lowering:
         """A graph nested in this one (a Scan body)."""
-        sub = Lowering(self.rules, self.taken, self.sizes, {}, parent=self)
+        sub = Lowering(self.rules, self.taken, self.sizes, {}, parent=self, cells=self.cells)
         sub.fixed = self.fixed
         return sub
 
@@ -147,17 +149,29 @@ class Lowering:
         return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], axes)
 
     # -- equations ------------------------------------------------------------------------
-    def lower(self, eqns: tuple[Eqn, ...] | list[Eqn], env: dict[int, str]) -> None:
-        """Lower equations in order; ``env`` maps each IR value (by uid) to its ONNX name."""
-        for eqn in eqns:
-            rule = self.rules.get(eqn.op)
-            if rule is None:
-                raise ExportError(f"op '{eqn.op}' has no ONNX export rule", eqn.loc,
-                                  hint="see docs/export.md for the ops that export")
-            self.loc = eqn.loc
-            self.hint = eqn.outputs[0].name or eqn.op if eqn.outputs else eqn.op
-            outs = rule(self, eqn, [env[v.uid] for v in eqn.inputs])
-            outs = [outs] if isinstance(outs, str) else list(outs)
-            if len(outs) != len(eqn.outputs):
-                raise AssertionError(f"ONNX rule for {eqn.op} gave {len(outs)} outputs, not {len(eqn.outputs)}")
-            env.update({v.uid: o for v, o in zip(eqn.outputs, outs)})
+    def lower(self, eqns: tuple[Eqn, ...] | list[Eqn], env: dict[int, str], keep: tuple = ()) -> None:
+        """Lower equations in order; ``env`` maps each IR value (by uid) to its ONNX name.
+
+        ``keep``: the values the graph returns (with what the equations read, :attr:`read`
+        while they are lowered: a rule may leave a value nobody reads uncomputed).
+        """
+        outer_read = self.read
+        self.read = {v.uid for e in eqns for v in e.inputs} | {v.uid for v in keep}
+        try:
+            for eqn in eqns:
+                self._lower_one(eqn, env)
+        finally:
+            self.read = outer_read
+
+    def _lower_one(self, eqn: Eqn, env: dict[int, str]) -> None:
+        rule = self.rules.get(eqn.op)
+        if rule is None:
+            raise ExportError(f"op '{eqn.op}' has no ONNX export rule", eqn.loc,
+                              hint="see docs/export.md for the ops that export")
+        self.loc = eqn.loc
+        self.hint = eqn.outputs[0].name or eqn.op if eqn.outputs else eqn.op
+        outs = rule(self, eqn, [env[v.uid] for v in eqn.inputs])
+        outs = [outs] if isinstance(outs, str) else list(outs)
+        if len(outs) != len(eqn.outputs):
+            raise AssertionError(f"ONNX rule for {eqn.op} gave {len(outs)} outputs, not {len(eqn.outputs)}")
+        env.update({v.uid: o for v, o in zip(eqn.outputs, outs)})

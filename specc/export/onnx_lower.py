@@ -35,11 +35,12 @@ from .onnx_rules import RULES
 
 OPSET = 18  # ReduceMean/ReduceMax take their axes as an input from 18 on, like ReduceSum
 RANDOM_MODES = ("mean", "input", "sample")
+CELL_MODES = ("onnx", "scan")
 
 
 # ---- the model ---------------------------------------------------------------------------
-def to_onnx(model: Any, params: Mapping[str, np.ndarray], *, with_loss: bool = False,
-            random: str = "mean") -> Any:
+def to_onnx(model: Any, params: Mapping[str, np.ndarray], *, with_loss: bool = False, random: str = "mean",
+            cells: str = "onnx") -> Any:
     """Lower ``model`` (a :class:`specc.api.Model`) with ``params`` to a checked ``onnx.ModelProto``.
 
     ``with_loss``: also return the loss (its label inputs become graph inputs).
@@ -48,9 +49,14 @@ def to_onnx(model: Any, params: Mapping[str, np.ndarray], *, with_loss: bool = F
     input named after the draw, [T, ...] inside a recurrence, for the caller to fill) or
     ``"sample"`` (fresh ``RandomNormalLike``/``RandomUniformLike`` draws on every run).
     Dropout is the identity at inference in every mode.
+    ``cells``: ``"onnx"`` exports a recurrence that is exactly the standard LSTM or GRU cell
+    as ONNX's ``LSTM``/``GRU`` op (:mod:`specc.export.onnx_cells` says when); ``"scan"``
+    exports every recurrence as a ``Scan`` of its own equations.
     """
     if random not in RANDOM_MODES:
         raise ExportError(f"unknown random mode '{random}'", hint=f"choose one of {', '.join(RANDOM_MODES)}")
+    if cells not in CELL_MODES:
+        raise ExportError(f"unknown cells mode '{cells}'", hint=f"choose one of {', '.join(CELL_MODES)}")
     prog = model.program
     names = [n for n in prog.output_names if with_loss or n != "loss"]
     if not names:
@@ -67,14 +73,14 @@ def to_onnx(model: Any, params: Mapping[str, np.ndarray], *, with_loss: bool = F
             sym = d.as_symbol()
             if sym is not None and sym not in prog.dims:
                 sizes.setdefault(sym, (info.name, axis))
-    top = Lowering(RULES, taken, sizes, prog.dims)
+    top = Lowering(RULES, taken, sizes, prog.dims, cells=cells == "onnx")
     env = {i.value.uid: i.name for i in data}
     inputs = [top.value_info(i.name, i.value.type) for i in data]
     inits = [numpy_helper.from_array(arrays[p.name], p.name) for p in prog.params if p.value.uid in used]
     env.update({p.value.uid: p.name for p in prog.params if p.value.uid in used})
     for draw in draws:
         env[draw.value.uid] = _bind_draw(top, draw, random, inputs)
-    top.lower(graph.eqns, env)
+    top.lower(graph.eqns, env, keep=graph.outputs)
     top.loc, outputs = None, []
     for n in names:
         v = prog.output(n)
@@ -85,7 +91,7 @@ def to_onnx(model: Any, params: Mapping[str, np.ndarray], *, with_loss: bool = F
     opsets = [helper.make_opsetid("", OPSET)]
     proto = helper.make_model(onnx_graph, opset_imports=opsets, producer_name="specc", producer_version=__version__,
                               ir_version=helper.find_min_ir_version_for(opsets))
-    helper.set_model_props(proto, {"specc.model": prog.name, "specc.random": random,
+    helper.set_model_props(proto, {"specc.model": prog.name, "specc.random": random, "specc.cells": cells,
                                    "specc.outputs": ",".join(names)})
     onnx.checker.check_model(proto)
     return proto

@@ -24,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import ExportError
 from ..ir.core import NUMPY_DTYPES, Eqn
 from ..ir.scan import unpack_scan
+from .onnx_cells import lower_cell, match_cell
 from .onnx_context import INT64_MAX, ONNX_DTYPES, Lowering, Rule
 
 RULES: dict[str, Rule] = {}
@@ -197,7 +198,7 @@ def _fused(ctx: Lowering, eqn: Eqn, ins: list[str]) -> list[str]:
     body = eqn.params["body"]
     env = {v.uid: name for v, name in zip(body.inputs, ins)}
     loc = ctx.loc
-    ctx.lower(body.eqns, env)
+    ctx.lower(body.eqns, env, keep=body.outputs)
     ctx.loc = loc
     return [env[v.uid] for v in body.outputs]
 
@@ -206,6 +207,9 @@ def _fused(ctx: Lowering, eqn: Eqn, ins: list[str]) -> list[str]:
 def _scan(ctx: Lowering, eqn: Eqn, ins: list[str]) -> list[str]:
     """A recurrence as an ONNX ``Scan`` whose body is the cell's own equations.
 
+    (Unless it is exactly the standard LSTM or GRU cell and ``ctx.cells`` is on: then one
+    ONNX ``LSTM``/``GRU`` node, see :mod:`specc.export.onnx_cells`.)
+
     ONNX carries state variables and slices scan inputs; a specc state read at lags
     1..K becomes K carried variables (its values at t-1, ..., t-K, all starting at its
     ``init``, as the reference reads a lag before step 0), and its value at each step is
@@ -213,6 +217,10 @@ def _scan(ctx: Lowering, eqn: Eqn, ins: list[str]) -> list[str]:
     backwards).  The body reads the scan's consts (parameters, hoisted values) from the
     outer graph by name, as ONNX allows.
     """
+    if ctx.cells:
+        cell = match_cell(eqn)
+        if cell is not None and (cell.other_state is None or eqn.outputs[cell.other_state].uid not in ctx.read):
+            return lower_cell(ctx, eqn, ins, cell)
     s = unpack_scan(eqn)
     if not s.seqs:
         raise ExportError("a recurrence that reads no sequence has no ONNX Scan form", eqn.loc)
@@ -230,7 +238,7 @@ def _scan(ctx: Lowering, eqn: Eqn, ins: list[str]) -> list[str]:
     for _outer, inner in s.seqs:
         env[inner.uid] = body.fresh(inner.name or "seq_t")
         sliced.append(body.value_info(env[inner.uid], inner.type))
-    body.lower(s.eqns, env)
+    body.lower(s.eqns, env, keep=tuple(st.out for st in s.states))
     body.loc = eqn.loc
     outs = []  # the carried variables after the step, then each state's value at the step
     for st in s.states:
