@@ -212,7 +212,7 @@ def run_onnx(sess, inputs: dict) -> dict[str, np.ndarray]:
     return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
 
 
-def compare(model, proto, params, sizes=SIZES, random_inputs=None) -> float:
+def compare(model, proto, params, sizes=SIZES) -> float:
     """Run the export at each binding of the dims; returns the largest absolute error over outputs and sizes."""
     sess = session(proto)
     names = [o.name for o in sess.get_outputs()]

@@ -8,7 +8,7 @@ spec per op family through onnxruntime against it.
 
 An op with no entry here cannot be exported: :meth:`Lowering.lower` raises an
 :class:`~specc.errors.ExportError` at the equation's ``.nn`` line.  By design without a
-rule: the adjoints that only backward graphs hold (:data:`NO_RULE`); the random draws
+rule: the ops that only backward graphs hold (:data:`NO_RULE`); the random draws
 (``normal``, ``uniform``, ``dropout_mask``) never reach the rules, they are lifted out
 of the graph first and bound by ``onnx_lower._bind_draw``.
 """
@@ -24,13 +24,13 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import ExportError
 from ..ir.core import NUMPY_DTYPES, Eqn
 from ..ir.scan import unpack_scan
+from ..ops.grad import GRAD_ONLY
 from .onnx_cells import lower_cell, match_cell
 from .onnx_context import INT64_MAX, ONNX_DTYPES, Lowering, Rule
 
 RULES: dict[str, Rule] = {}
 RANDOM_OPS = ("normal", "uniform", "dropout_mask")
-NO_RULE = ("getitem_grad", "conv_grad_input", "conv_grad_weight", "max_pool_grad", "avg_pool_grad", "take_grad",
-           "one_hot")
+NO_RULE = GRAD_ONLY  # step, sign, ge, size and the adjoints: only backward graphs hold them
 
 
 def rule(*names: str) -> Callable[[Rule], Rule]:
@@ -53,7 +53,7 @@ def _simple(op_type: str, **attrs_of: Callable[[dict], Any]) -> Rule:
 
 # ---- elementwise -----------------------------------------------------------------------
 for _name, _onnx in {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sigmoid": "Sigmoid",
-                     "tanh": "Tanh", "relu": "Relu", "softplus": "Softplus", "sign": "Sign", "add": "Add",
+                     "tanh": "Tanh", "relu": "Relu", "softplus": "Softplus", "add": "Add",
                      "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max", "minimum": "Min",
                      "matmul": "MatMul"}.items():
     RULES[_name] = _simple(_onnx)
@@ -78,15 +78,6 @@ def _gelu(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
     return ctx.node("Mul", [half_x, ctx.node("Add", [th, ctx.scalar(1.0, dt)])])
 
 
-@rule("step", "ge")
-def _compare(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
-    """step(x) = [x > 0], ge(a, b) = [a >= b], as 0/1 in the input's dtype."""
-    dt = eqn.inputs[0].dtype
-    test = (ctx.node("Greater", [ins[0], ctx.scalar(0.0, dt)]) if eqn.op == "step"
-            else ctx.node("GreaterOrEqual", ins))
-    return ctx.node("Cast", [test], to=ONNX_DTYPES[dt])
-
-
 @rule("full")
 def _full(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
     p = eqn.params
@@ -95,12 +86,6 @@ def _full(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
     if all(d.is_const for d in shape):
         return ctx.const(np.full(tuple(d.value for d in shape), p["value"], dt), dt, hint=ctx.hint)
     return ctx.node("ConstantOfShape", [ctx.shape(shape)], value=numpy_helper.from_array(np.full(1, p["value"], dt)))
-
-
-@rule("size")
-def _size(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
-    n = ctx.node("Squeeze", [ctx.dim(eqn.params["dim"]), ctx.int64s([0])])
-    return ctx.node("Cast", [n], to=ONNX_DTYPES[eqn.params["dtype"]])
 
 
 # ---- shapes and indexing ---------------------------------------------------------------
