@@ -224,6 +224,13 @@ class Model:
         outs = self._run(("grad", bool(wrt_inputs)), gp.graph, args, dims, seed, training)
         return outs[0], dict(zip(gp.wrt, outs[gp.n_forward:]))
 
+    def export_onnx(self, params: Mapping[str, np.ndarray], path: str | Path, *, with_loss: bool = False,
+                    random: str = "mean", cells: str = "onnx") -> Any:
+        """Write this model with ``params`` as an ONNX file; returns the ``onnx.ModelProto`` (docs/export.md)."""
+        from .export import export_onnx
+
+        return export_onnx(self, params, path, with_loss=with_loss, random=random, cells=cells)
+
     def __repr__(self) -> str:
         return f"<specc.Model {self.name}: {len(self.program.params)} params ({self.n_params} numbers), " \
                f"target={self.target}, dtype={self.dtype}>"

@@ -38,6 +38,8 @@ EPILOG = {
     "emit": "examples:\n  specc emit specs/lstm.nn | less               # the Numba source of the forward pass\n"
             "  specc emit specs/lstm.nn --optimized -o kernels/   # writes kernels/classify.py\n"
             "  specc emit specs/mlp.nn --backward",
+    "export": "examples:\n  specc export specs/lstm.nn --params lstm.ckpt.npz -o lstm.onnx\n"
+              "  specc export specs/vae.nn --params vae.ckpt.npz --random input   # feed the noise yourself",
     "cache": "examples:\n  specc cache info\n  SPECC_CACHE_DIR=/tmp/k specc cache clear",
     "bench": "examples:\n  specc bench specs/lstm.nn --dim T=50 --dim B=32\n"
              "  SPECC_NUM_THREADS=1 specc bench specs/gru.nn --dim B=256 --repeats 50 --json\n"
@@ -105,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where to run: cpu, cuda or interp; default $SPECC_TARGET or cpu")
     add_train_commands(command)
     add_codegen_commands(sub, command)
+    from .export.command import add_arguments as add_export_arguments
+
+    add_export_arguments(command("export", "export a model to ONNX (its declared outputs; run it with onnxruntime)"))
     return p
 
 
@@ -479,6 +484,12 @@ def cmd_emit(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export.command import run
+
+    return run(args)
+
+
 def cmd_cache(args) -> int:
     from .runtime import cache_dir, cache_info, clear_cache
 
@@ -546,7 +557,7 @@ def _free_dims(model) -> set[str]:
 
 COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run, "gradcheck": cmd_gradcheck,
             "train": cmd_train, "eval": cmd_eval}
-COMMANDS.update({"emit": cmd_emit, "cache": cmd_cache, "bench": cmd_bench})
+COMMANDS.update({"emit": cmd_emit, "cache": cmd_cache, "bench": cmd_bench, "export": cmd_export})
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -144,6 +144,10 @@ class IRError(SpeccError):
     """The IR verifier found a broken invariant (a compiler bug, not a user error)."""
 
 
+class ExportError(SpeccError):
+    """A model that cannot be exported (an op with no ONNX rule, a size unknown at run time)."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str | None:
     """'did you mean 'x'?' for the closest candidate (or the ``n`` closest), or None if none is close."""
     close = difflib.get_close_matches(name, sorted(set(candidates) - {name}), n=n, cutoff=0.6)
