@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from ..ir.core import Eqn, Value
 from ..ir.dims import Dim
 from ..ops.core import broadcast
-from .emitter import Emitter, IndexMap
+from .emitter import Emitter, IndexMap, Scope
 
 # (emitter, equation, operand expressions) -> the result's expression.  Operands are atoms
 # (names, loads, literals), so no template needs parentheses around them.
@@ -82,6 +82,14 @@ SCALAR: dict[str, ScalarRule] = {
 }
 
 
+def constant_value(e: Emitter, scalar: dict[str, ScalarRule], eqn: Eqn) -> str:
+    """The literal of a ``full`` or ``size``; the variables it reads (dims) are read where it is inlined."""
+    with e.in_scope(Scope()) as reads:
+        value = scalar[eqn.op](e, eqn, [])
+    e.const_uses[eqn.outputs[0].uid] = list(reads.uses)
+    return value
+
+
 def elementwise_with(scalar: dict[str, ScalarRule]) -> Callable[[Emitter, Eqn], None]:
     """The elementwise rule of a target whose scalar templates are ``scalar``: one output element per
     iteration of ``e.parallel`` (a loop nest on the CPU, threads on CUDA)."""
@@ -90,6 +98,7 @@ def elementwise_with(scalar: dict[str, ScalarRule]) -> Callable[[Emitter, Eqn], 
         (out,) = eqn.outputs
         o = e.alloc(out)
         with e.phase(eqn.op), e.parallel(out.shape) as idx:
+            e.use(o)
             args = [e.element(v, idx, out.shape) for v in eqn.inputs]
             e.lines(f"{e.at(o, idx)} = {scalar[eqn.op](e, eqn, args)}")
 
@@ -110,13 +119,14 @@ def fused_with(scalar: dict[str, ScalarRule]) -> Callable[[Emitter, Eqn], None]:
         with e.phase("fused"), e.parallel(domain) as idx:
             for be in body.eqns:
                 (bo,) = be.outputs
-                expr = scalar[be.op](e, be, [e.element(v, idx, domain) for v in be.inputs])
                 if be.op in CONSTANT:  # a literal where it is read
-                    e.consts[bo.uid] = expr
+                    e.consts[bo.uid] = constant_value(e, scalar, be)
                 else:
+                    expr = scalar[be.op](e, be, [e.element(v, idx, domain) for v in be.inputs])
                     e.head(be)
                     e.lines(f"{e.local(bo)} = {expr}")
             for o, v, bo in zip(outs, eqn.outputs, body.outputs):
+                e.use(o)
                 e.lines(f"{e.at(o, e.broadcast_index(v.shape, idx, domain))} = {e.element(bo, idx, domain)}")
         for bv in (*body.inputs, *(be.outputs[0] for be in body.eqns)):
             e.scalars.pop(bv.uid, None)
@@ -201,6 +211,7 @@ def index_map(e: Emitter, x: Value, index, part: Value) -> IndexMap:
     Setup code (run-time normalisation of symbolic indices) is emitted here.
     """
     where: list[str] = []  # templates over part's index: "{0}", "3 + {1} * 2", "k"
+    names: list[str] = []  # the variables of the setup code that the indices read
     axis = 0  # the next axis of part
     for ax, entry in enumerate(index):
         n = x.shape[ax]
@@ -210,8 +221,9 @@ def index_map(e: Emitter, x: Value, index, part: Value) -> IndexMap:
                 where.append(str(k.value % n.value))
             else:
                 name = e.temp("k")
-                e.lines(f"{name} = {e.helper('wrap_index')}({e.dim(k)}, {e.dim(n)})")
+                e.lines(f"{e.bind(name)} = {e.helper('wrap_index')}({e.dim(k)}, {e.dim(n)})")
                 where.append(name)
+                names.append(name)
         else:
             _, lo, _hi, step = entry  # the stop only sets the length: part's shape
             if lo is None:
@@ -221,13 +233,23 @@ def index_map(e: Emitter, x: Value, index, part: Value) -> IndexMap:
             else:
                 start = e.temp("start")
                 count = e.dim(part.shape[axis])
-                e.lines(f"{start} = {e.helper('slice_start')}({e.dim(lo)}, {e.dim(n)}, {count}, {step})")
+                e.lines(f"{e.bind(start)} = {e.helper('slice_start')}({e.dim(lo)}, {e.dim(n)}, {count}, {step})")
+                names.append(start)
             i = f"{{{axis}}}" if step == 1 else f"{{{axis}}} * {step}"
             where.append(i if start == "0" else f"{start} + {i}")
             axis += 1
     rest = [f"{{{a}}}" for a in range(axis, axis + x.type.rank - len(index))]
-    templates = where + rest
-    return lambda idx: [t.format(*idx) for t in templates]
+    return _Templates(where + rest, names)
+
+
+class _Templates:
+    """An index map given as one template per axis; ``names``: the variables the templates read."""
+
+    def __init__(self, templates: list[str], names: list[str]) -> None:
+        self.templates, self.names = templates, names
+
+    def __call__(self, idx: Sequence[str]) -> list[str]:
+        return [t.format(*idx) for t in self.templates]
 
 
 def wrap_index_source(name: str) -> str:
@@ -255,6 +277,6 @@ def slice_start_source(name: str) -> str:
 '''
 
 
-__all__ = ["CONSTANT", "SCALAR", "ScalarRule", "accumulate", "call", "dt", "elementwise_with", "fused_with",
+__all__ = ["CONSTANT", "SCALAR", "ScalarRule", "accumulate", "call", "constant_value", "dt", "elementwise_with", "fused_with",
            "helper_call", "index_map", "infix", "paren", "pool_size", "position", "reduce_result", "row_max",
            "slice_start_source", "taps", "window", "wrap_index_source"]

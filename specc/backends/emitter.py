@@ -36,7 +36,29 @@ PYTHON_NAMES = set(keyword.kwlist) | {"np", "range", "min", "max", "abs", "int",
 # literals or views (see needs_array); every other op indexes arrays directly.
 ELEMENT_READERS = {name for name, op in REGISTRY.items() if op.elementwise} | {"fused", "concat", "getitem",
                                                                                  "transpose"}
-IndexMap = Callable[[Sequence[str]], list[str]]
+IndexMap = Callable[[Sequence[str]], list[str]]  # may carry ``names``: the variables its indices read
+
+
+class Scope:
+    """Def/use of one function of generated code: the variables it assigns and those it reads from outside.
+
+    Filled as rules bind and read values (:meth:`Emitter.define`, :meth:`Emitter.name`, :meth:`Emitter.dim`,
+    loads through views, :meth:`Emitter.use` and :meth:`Emitter.bind` for a rule's own variables), in
+    order, so that a function split out of generated code gets its arguments (``uses``) and results
+    (``defs`` read later) from the equations, not from its text.  Scalar locals and a rule's
+    temporaries that never leave its code are not tracked.
+    """
+
+    def __init__(self, defined: Iterable[str] = ()) -> None:
+        self.defs: dict[str, None] = dict.fromkeys(defined)
+        self.uses: dict[str, None] = {}  # read before (or without) being assigned here: from outside
+
+    def define(self, name: str) -> None:
+        self.defs.setdefault(name, None)
+
+    def use(self, name: str) -> None:
+        if name not in self.defs:
+            self.uses.setdefault(name, None)
 
 
 class Emitter:
@@ -65,16 +87,39 @@ class Emitter:
         self.helpers: dict[str, str] = {}  # helper name -> its source, in first-use order
         self.dest: dict[int, str] = {}  # value uid -> the array row to write it to (a scan's history)
         self.materialize: set[int] = set()  # values that must be arrays (read by non-elementwise code)
+        self.dest_arrays: dict[int, str] = {}  # value uid -> the array whose row ``dest`` names
+        self.const_uses: dict[int, list[str]] = {}  # a literal's variables (dims), read where it is inlined
+        self.scope = Scope()  # def/use of the function being written
         self._unnamed = 0
         self._names: dict[int, str] = {}  # names chosen by name_values, taken by the first define
         self._where: str | None = None
 
     # -- names and bindings ---------------------------------------------------------------
     def define(self, v: Value) -> str:
-        """A new array variable for ``v``."""
+        """A new array variable for ``v``, assigned here."""
         name = self._fresh_for(v)
         self.arrays[v.uid] = name
+        self.scope.define(name)
         return name
+
+    def bind(self, name: str) -> str:
+        """A rule's own variable (a view, an index), assigned here, that code elsewhere may read."""
+        self.scope.define(name)
+        return name
+
+    def use(self, *names: str) -> None:
+        """Variables the code being written reads, where a rule writes them without :meth:`name`."""
+        for name in names:
+            self.scope.use(name)
+
+    @contextmanager
+    def in_scope(self, scope: Scope) -> Iterator[Scope]:
+        """Def/use of what is written inside goes to ``scope`` (a function split out, a statement)."""
+        outer, self.scope = self.scope, scope
+        try:
+            yield scope
+        finally:
+            self.scope = outer
 
     def local(self, v: Value) -> str:
         """A new scalar local for ``v`` inside an elementwise loop nest."""
@@ -120,11 +165,24 @@ class Emitter:
         for table in (self.arrays, self.consts, self.scalars, self.views):
             if src.uid in table:
                 table[v.uid] = table[src.uid]
+                if src.uid in self.const_uses:
+                    self.const_uses[v.uid] = self.const_uses[src.uid]
                 return
         raise KeyError(f"{src!r} is not bound")
 
     def name(self, v: Value) -> str:
-        """The array variable holding ``v``."""
+        """The array variable holding ``v``, read here."""
+        name = self.peek(v)
+        self.scope.use(name)
+        return name
+
+    def describe(self, v: Value, idx: Sequence[str]) -> str:
+        """:meth:`load`'s text, for a comment: nothing is read."""
+        with self.in_scope(Scope()):
+            return self.load(v, idx)
+
+    def peek(self, v: Value) -> str:
+        """The array variable holding ``v``, for code written elsewhere (a comment, a statement)."""
         if v.uid not in self.arrays:
             raise KeyError(f"{v!r} has no array (bound: {v.uid in self.consts and 'a literal' or 'nothing'})")
         return self.arrays[v.uid]
@@ -156,6 +214,7 @@ class Emitter:
         if s.startswith("("):  # an opaque floor division "(expr // k)"
             inner, k = s[1:-1].rsplit(" // ", 1)
             return f"({self.dim_atom(parse_dim(inner))} // {k})"
+        self.scope.use(self.dim_names[s])
         return self.dim_names[s]
 
     def shape(self, shape: Shape) -> str:
@@ -260,10 +319,13 @@ class Emitter:
     def load(self, v: Value, idx: Sequence[str]) -> str:
         """The element ``v[idx]`` (an index of ``v``'s own shape), through views to the array holding it."""
         if v.uid in self.consts:
+            self.use(*self.const_uses.get(v.uid, ()))
             return self.consts[v.uid]
         if v.uid in self.views:
             src, index_map = self.views[v.uid]
-            return self.load(src, index_map(idx))
+            text = self.load(src, index_map(idx))
+            self.use(*getattr(index_map, "names", ()))  # they follow the array's name in the text
+            return text
         return self.at(self.name(v), idx)
 
     # -- equations --------------------------------------------------------------------------
@@ -359,4 +421,4 @@ def graph_dims(graph: Graph) -> list[str]:
     return list(seen)
 
 
-__all__ = ["ELEMENT_READERS", "NP_DTYPES", "PYTHON_NAMES", "Emitter", "graph_dims", "needs_array"]
+__all__ = ["ELEMENT_READERS", "NP_DTYPES", "PYTHON_NAMES", "Emitter", "Scope", "graph_dims", "needs_array"]

@@ -40,11 +40,14 @@ def _view_or_copy(e: Emitter, eqn: Eqn, index_map) -> None:
     if out.uid not in e.materialize:
         e.views[out.uid] = (x, index_map)
         idx = e.index_names(out.type.rank)
-        e.lines.comment(f"{e.at(e.define_view(out), idx)} is {e.load(out, idx)}, read in place (no copy)")
+        e.lines.comment(f"{e.at(e.define_view(out), idx)} is {e.describe(out, idx)}, read in place (no copy)")
         return
     o = e.alloc(out)
     with e.phase(eqn.op), e.parallel(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
+        e.use(o)
+        load = e.load(x, index_map(oi))
+        e.use(*getattr(index_map, "names", ()))
+        e.lines(f"{e.at(o, oi)} = {load}")
 
 
 @RULES("getitem")
@@ -63,6 +66,7 @@ def getitem_grad(e: Emitter, eqn: Eqn) -> None:
     with e.phase("getitem_grad"):
         index_map = _index_map(e, out, eqn.params["index"], dy)
         with e.parallel(dy.shape) as oi:
+            e.use(o, *getattr(index_map, "names", ()), src)
             e.lines(f"{e.at(o, index_map(oi))} = {e.at(src, oi)}")
 
 
@@ -92,6 +96,7 @@ def concat(e: Emitter, eqn: Eqn) -> None:
     with e.phase("concat"):
         for part in eqn.inputs:
             with e.parallel(part.shape) as idx:
+                e.use(o)
                 at = list(idx)
                 if offset != Dim.const(0):
                     at[axis] = f"{e.dim_atom(offset)} + {idx[axis]}"
@@ -106,6 +111,7 @@ def one_hot(e: Emitter, eqn: Eqn) -> None:
     y, o = e.name(labels), e.alloc(out)
     one, zero = e.lit(1.0, out.dtype), e.lit(0.0, out.dtype)
     with e.phase("one_hot"), e.parallel(out.shape) as oi:
+        e.use(o, y)
         e.lines(f"{e.at(o, oi)} = {one} if {e.at(y, oi[:-1])} == {oi[-1]} else {zero}")
 
 
@@ -122,11 +128,13 @@ def pool(e: Emitter, eqn: Eqn) -> None:
         with ExitStack() as stack:
             us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
             load = e.at(xs, ["i0", "i1", *us])
+            e.use(xs)
             if eqn.op == "max_pool":
                 with e.lines.block(f"if {load} > {acc}:"):
                     e.lines(f"{acc} = {load}")
             else:
                 e.lines(f"{acc} += {load}")
+        e.use(o)
         e.lines(f"{e.at(o, oi)} = {acc}" + (f" / {_pool_size(p)}" if eqn.op == "avg_pool" else ""))
 
 
@@ -147,12 +155,14 @@ def max_pool_grad(e: Emitter, eqn: Eqn) -> None:
         with ExitStack() as stack:
             us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
             load = e.at(xs, ["i0", "i1", *us])
+            e.use(xs)
             with e.lines.block(f"if {load} > {m}:"):
                 e.lines(f"{m} = {load}")
                 for b, u in zip(best, us):
                     e.lines(f"{b} = {u}")
         inside = " and ".join(f"0 <= {b} < {e.dim(x.shape[2 + s])}" for s, b in enumerate(best))
         with e.lines.block(f"if {inside}:"):
+            e.use(o, ds)
             e.add_at(o, ["i0", "i1", *best], e.at(ds, oi))
 
 
@@ -165,4 +175,5 @@ def avg_pool_grad(e: Emitter, eqn: Eqn) -> None:
     with e.phase("avg_pool_grad"), e.parallel(dy.shape) as oi:
         with ExitStack() as stack:
             us = _window(e, stack, out, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+            e.use(o, ds)
             e.add_at(o, ["i0", "i1", *us], f"{e.at(ds, oi)} / {_pool_size(p)}")

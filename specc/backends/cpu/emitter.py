@@ -8,11 +8,12 @@ product or a recurrence on threads between ``@njit`` parts) and the functions sp
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 from ...ir.core import Eqn, Value
 from ...ir.dims import Shape
-from ..emitter import NP_DTYPES, PYTHON_NAMES, Emitter
+from ..emitter import NP_DTYPES, PYTHON_NAMES, Emitter, Scope
 from .helpers import HELPERS
 
 TARGET = "cpu"
@@ -33,7 +34,8 @@ class CpuEmitter(Emitter):
         super().__init__(lowerings, RESERVED)
         self.functions: dict[str, str] = {}  # functions split out of the entry (row-wise recurrences)
         self.in_rows = False  # emitting the body of a function over a block of batch rows
-        self.splits: list[tuple[int, str, str]] = []  # (line, Python statement, comment) between parts
+        self.splits: list[Split] = []  # where the entry's parts end, and what runs between them
+        self.parts: list[Scope] = []  # def/use of each part ended by a split (the current one: self.scope)
         self.runtime_calls: set[str] = set()  # functions of specc.backends.cpu.runtime the entry calls
         self.transposed: dict[int, str] = {}  # a recurrence's constant matrix -> its transpose, made before the loop
         self.product_transposes: set[int] = set()  # 2-D transposes only top-level products read: x.T, no copy
@@ -45,6 +47,7 @@ class CpuEmitter(Emitter):
         name = self.define(v)
         row = self.dest.pop(v.uid, None)
         if row is not None:
+            self.use(self.dest_arrays.pop(v.uid))
             self.lines(f"{name} = {row}")
             if fill is not None:
                 with self.loops(v.shape) as idx:
@@ -90,10 +93,24 @@ class CpuEmitter(Emitter):
         self.transpose_of[out.uid] = self.name(x)
         return True
 
-    def split(self, statement: str, why: str) -> None:
-        """End the current part of the entry here; the entry runs ``statement`` (plain Python)
-        before the next part.  See :meth:`specc.backends.cpu.generator.CpuGenerator.generate`."""
-        self.splits.append((len(self.lines), statement, why))
+    def split(self, statement: str, why: str, reads: Sequence[str]) -> None:
+        """End the current part of the entry here; the entry runs ``statement`` (plain Python, reading the
+        variables ``reads``) before the next part.  See :class:`specc.backends.cpu.generator.CpuGenerator`."""
+        self.splits.append(Split(len(self.lines), self.lines.statements, statement, why, tuple(reads)))
+        self.parts.append(self.scope)
+        self.scope = Scope()
 
 
-__all__ = ["ENTRY", "GLOBALS", "RESERVED", "TARGET", "THREADS", "CpuEmitter"]
+@dataclass(frozen=True)
+class Split:
+    """The end of one part of the entry: after line ``line`` (``statements`` lines of code so far), the
+    entry runs ``statement``, which reads ``reads``."""
+
+    line: int
+    statements: int
+    statement: str
+    why: str
+    reads: tuple[str, ...]
+
+
+__all__ = ["ENTRY", "GLOBALS", "RESERVED", "TARGET", "THREADS", "CpuEmitter", "Split"]

@@ -35,31 +35,16 @@ module assembles the entry (its parts, when work runs on threads); the emitter i
 
 from __future__ import annotations
 
-import ast
 from typing import Mapping
 
 from ...ir.core import Eqn, Graph
 from ..base import GeneratedModule, LoweringRule
-from ..emitter import graph_dims
+from ..emitter import Scope, graph_dims
 from ..lift import lift_random
 from ..lines import Lines
 from ..text import escape, sanitize
-from .emitter import ENTRY, GLOBALS, TARGET, THREADS, CpuEmitter
+from .emitter import ENTRY, TARGET, THREADS, CpuEmitter, Split
 from .helpers import NJIT
-
-
-def free_names(code: str, globals_: set[str], exclude: set[str]) -> list[str]:
-    """The names ``code`` (a function body) reads but never assigns, in order of first use: the
-    arguments a function split out of the entry needs."""
-    tree = ast.parse("def f():\n" + code)
-    stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-    loads = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)),
-                   key=lambda n: (n.lineno, n.col_offset))
-    seen: dict[str, None] = {}
-    for n in loads:
-        if n.id not in stored and n.id not in globals_ and n.id not in exclude:
-            seen.setdefault(n.id, None)
-    return list(seen)
 
 
 def product_transposes(graph: Graph) -> set[int]:
@@ -97,7 +82,8 @@ class CpuGenerator:
             e.dim_names[s] = e.names.fresh(s)
         e.name_values(lifted)
         e.product_transposes = product_transposes(lifted)
-        args = [e.define(v) for v in lifted.inputs]
+        with e.in_scope(Scope()):  # the entry's arguments: made by its caller, not by a part
+            args = [e.define(v) for v in lifted.inputs]
         e.emit_graph(lifted)
         results = [e.name(v) for v in lifted.outputs]
         threads = bool(e.splits)
@@ -157,27 +143,29 @@ class CpuGenerator:
 def _parts(e: CpuEmitter, params: list[str], part_names: list[str]) -> str:
     """The entry cut at each split into ``@njit`` parts, and the Python entry calling them.
 
-    Each part takes the names it reads that an earlier part (or the entry's caller) made,
-    and returns the names it makes that a later part or statement reads.
+    Each part takes the variables it reads that an earlier part (or the entry's caller) made, and
+    returns those it makes that a later part or statement reads: the def/use the emitter recorded
+    for each part (:class:`~specc.backends.emitter.Scope`), never the text.
     """
-    codes = ["\n".join(p) + "\n" for p in e.lines.cut([at for at, _s, _w in e.splits])]
-    statements: list[tuple[str, str] | None] = [(s, w) for _at, s, w in e.splits] + [None]
-    known = GLOBALS | set(e.helpers) | set(e.functions)
+    codes = ["\n".join(p) + "\n" for p in e.lines.cut([s.line for s in e.splits])]
+    scopes = [*e.parts, e.scope]
+    counts = [0, *(s.statements for s in e.splits), e.lines.statements]
+    statements: list[Split | None] = [*e.splits, None]
     rank = {n: k for k, n in enumerate(params)}  # the entry's own order first, then order of first use
-    free = [sorted(free_names(c, known, set()), key=lambda n: rank.get(n, len(rank))) for c in codes]
+    free = [sorted(scope.uses, key=lambda n: rank.get(n, len(rank))) for scope in scopes]
     reads_after: list[set[str]] = [set() for _ in codes]
     later: set[str] = set()
     for k in range(len(codes) - 1, -1, -1):  # part k, then statement k, then part k + 1 ...
         stmt = statements[k]
-        reads_after[k] = later | (set(free_names(f"    {stmt[0]}", known, set())) if stmt else set())
+        reads_after[k] = later | (set(stmt.reads) if stmt else set())
         later = reads_after[k] | set(free[k])
     out, entry = Lines(), Lines(depth=1)
     for k, code in enumerate(codes):
         last = k == len(codes) - 1
-        if _has_code(code):
+        if counts[k + 1] > counts[k]:  # the part has code, not only comments
             name = f"{ENTRY}_part{k}"
             part_names.append(name)
-            returns = [n for n in _stored_names(code) if n in reads_after[k]]
+            returns = [n for n in scopes[k].defs if n in reads_after[k]]
             out()
             out()
             out(NJIT)
@@ -193,24 +181,13 @@ def _parts(e: CpuEmitter, params: list[str], part_names: list[str]) -> str:
                 entry(call)
         stmt = statements[k]
         if stmt is not None:
-            entry.comment(stmt[1])
-            entry(stmt[0])
+            entry.comment(stmt.why)
+            entry(stmt.statement)
     out()
     out()
     out(f"def {ENTRY}({', '.join(params)}):")
     out('    """The kernel\'s parts in turn; between them, recurrences and large products run on threads (plain Python)."""')
     return out.render() + entry.render()
-
-
-def _has_code(code: str) -> bool:
-    return bool(ast.parse("def f():\n" + code + "\n    pass\n").body[0].body[:-1])
-
-
-def _stored_names(code: str) -> list[str]:
-    tree = ast.parse("def f():\n" + code)
-    names = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)),
-                   key=lambda n: (n.lineno, n.col_offset))
-    return list(dict.fromkeys(n.id for n in names))
 
 
 __all__ = ["CpuGenerator", "product_transposes"]

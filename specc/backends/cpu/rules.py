@@ -18,7 +18,7 @@ from typing import Sequence
 from ...ir.core import Eqn, Value
 from ...ops import REGISTRY
 from ..base import RuleSet
-from ..common import (CONSTANT, ScalarRule, accumulate, call, dt, elementwise_with, fused_with, helper_call,
+from ..common import (CONSTANT, ScalarRule, accumulate, call, constant_value, dt, elementwise_with, fused_with, helper_call,
                       paren, reduce_result, row_max)
 from ..common import SCALAR as COMMON_SCALAR
 from .emitter import THREADS, CpuEmitter
@@ -56,14 +56,16 @@ RULES("fused")(fused_with(SCALAR))
 def constant(e: CpuEmitter, eqn: Eqn) -> None:
     """A literal where only elementwise code reads it; else an array."""
     (out,) = eqn.outputs
-    value = SCALAR[eqn.op](e, eqn, [])
+    value = constant_value(e, SCALAR, eqn)
     if out.uid not in e.materialize:
         e.consts[out.uid] = value
         e.lines.comment(f"inlined where read: {value}")
     elif eqn.op == "full":
         e.alloc(out, fill=eqn.params["value"])
     else:
-        e.lines(f"{e.alloc(out)}[()] = {value}")
+        o = e.alloc(out)
+        e.use(*e.const_uses[out.uid])
+        e.lines(f"{o}[()] = {value}")
 
 
 # ---- matmul: BLAS through np.dot on 2-D views ------------------------------------------------
@@ -76,9 +78,10 @@ def constant(e: CpuEmitter, eqn: Eqn) -> None:
 def matmul(e: CpuEmitter, eqn: Eqn) -> None:
     a, b = eqn.inputs
     (out,) = eqn.outputs
-    x, w = e.name(a), e.name(b)
+    x, w = e.peek(a), e.peek(b)  # read here, or by the entry between parts (a split)
     o = e.alloc(out)
     if a.type.rank == 1 and b.type.rank == 1:
+        e.use(x, w)
         e.lines(f"{o}[()] = np.dot({x}, {w})")
     elif b.type.rank <= 2:
         if a.type.rank > 2:  # [..., K] -> [M, K]: the leading axes are rows of one product
@@ -88,16 +91,19 @@ def matmul(e: CpuEmitter, eqn: Eqn) -> None:
         if a.type.rank >= 2 and b.type.rank == 2 and e.lines.depth == 1 and not e.in_rows and _may_be_large(a, b):
             # not per step, and maybe large: blocks of rows on the kernel's threads, from the Python entry
             if a.uid in e.transpose_of:  # a = z.T: read from z, split along the inner axis
+                z = e.transpose_of[a.uid]
                 e.runtime_calls.add("matmul_t_rows")
-                e.split(f"matmul_t_rows({e.transpose_of[a.uid]}, {w}, {o}, {THREADS})",
-                        "a product z.T @ g: blocks of the inner axis on threads")
+                e.split(f"matmul_t_rows({z}, {w}, {o}, {THREADS})",
+                        "a product z.T @ g: blocks of the inner axis on threads", (z, w, o))
             else:
                 e.runtime_calls.add("matmul_rows")
-                e.split(f"matmul_rows({x}, {w}, {o}, {THREADS})", "a product: blocks of rows on threads")
+                e.split(f"matmul_rows({x}, {w}, {o}, {THREADS})", "a product: blocks of rows on threads", (x, w, o))
         elif a.type.rank >= 2 and b.uid in e.transposed:  # a step's product with a constant matrix
             e.shared.add("matmul_nt")
+            e.use(x, w, e.transposed[b.uid])
             e.lines(f"matmul_nt({x}, {w}, {e.transposed[b.uid]}, {o})")
         else:
+            e.use(x, w)
             e.lines(f"np.dot({x}, {w}, {o})")
     else:  # batched: [..., M, K] @ [..., K, N], one product per batch index
         nb = e.count(a.shape[:-2])
@@ -123,6 +129,8 @@ def _may_be_large(a: Value, b: Value) -> bool:
 
 def _view(e: CpuEmitter, array: str, shape: str) -> str:
     name = e.temp(f"{array}_2d" if shape.count(",") == 1 else f"{array}_{shape.count(',') + 1}d")
+    e.bind(name)
+    e.use(array)
     e.lines(f"{name} = {array}.reshape({shape})")
     return name
 

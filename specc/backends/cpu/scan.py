@@ -18,8 +18,8 @@ from ...ir.scan import split_inputs
 from ..base import RuleSet
 from ..lines import Lines
 from ..text import sanitize
-from .emitter import GLOBALS, THREADS, CpuEmitter
-from .generator import free_names
+from ..emitter import Scope
+from .emitter import THREADS, CpuEmitter
 from .helpers import NJIT_NOGIL
 from .rows import ROW, RowPlan, row_plan
 
@@ -50,26 +50,28 @@ def scan(e: CpuEmitter, eqn: Eqn) -> None:
 def _scan_by_rows(e: CpuEmitter, eqn: Eqn, history: list[str], plan: RowPlan) -> None:
     name = e.temp(f"scan_{sanitize(eqn.params['states'][0][0])}")
     lo, hi, nb = e.temp("lo"), e.temp("hi"), e.temp("nb")
-    rows = e.dim(Dim.sym(plan.batch))
+    with e.in_scope(Scope()) as statement:  # what the entry's call reads
+        rows = e.dim(Dim.sym(plan.batch))
     made = _transpose_constants(e, eqn, plan.inputs)  # in the part before: one copy for every block
     outer, e.lines = e.lines, Lines(depth=1)
     e.dim_names[plan.batch], e.in_rows = nb, True
     try:
-        e.lines(f"{nb} = {hi} - {lo}")
-        _scan_loop(e, eqn, history, (plan, lo, hi))
+        with e.in_scope(Scope((lo, hi))) as function:
+            e.lines(f"{e.bind(nb)} = {hi} - {lo}")
+            _scan_loop(e, eqn, history, (plan, lo, hi))
         code = e.lines.render()
     finally:
         e.lines, e.dim_names[plan.batch], e.in_rows = outer, rows, False
         for uid in made:
             del e.transposed[uid]
-    free = free_names(code, set(e.helpers) | set(e.functions) | GLOBALS, {lo, hi})
+    free = list(function.uses)  # the function's arguments: what it reads and the entry made
     args = ", ".join(free)
     e.functions[name] = (f"{NJIT_NOGIL}\ndef {name}({args}, {lo}, {hi}):\n"
                          f'    """The recurrence of lines {_lines_of(eqn)} on rows {lo}:{hi} of the batch."""\n'
                          f"{code}")
     e.runtime_calls.add("run_row_blocks")
     e.split(f"run_row_blocks({name}, ({args},), {rows}, {THREADS})",
-            f"rows are independent: {name} runs on one block of rows per thread")
+            f"rows are independent: {name} runs on one block of rows per thread", [*free, *statement.uses])
 
 
 def _lines_of(eqn: Eqn) -> str:
@@ -121,18 +123,21 @@ def _scan_loop(e: CpuEmitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan,
         for hist, (_name, lag) in zip(history, p["states"]):
             if lag == 0:
                 continue
+            e.use(hist)
             start = e.name(next(init)) + (f"[{lo}:{rows[2]}]" if rows else "")
             for k in range(1, lag + 1):
                 row = f"{t} + {k}" if p["reverse"] else f"{t} - {k}"
                 e.lines(f"{e.define(next(lagged))} = {hist}[{row}{block}] if {n} >= {k} else {start}")
         for hist, v in zip(history, body.outputs):  # computed straight into row t where possible
             if outputs[v.uid] == 1 and v.uid not in body_inputs:
-                e.dest[v.uid] = f"{hist}[{t}{block}]"
+                e.dest[v.uid], e.dest_arrays[v.uid] = f"{hist}[{t}{block}]", hist
         e.emit_graph(body)
         for hist, v in zip(history, body.outputs):
             unplaced = e.dest.pop(v.uid, None) is not None  # its rule made no new array (a view)
+            e.dest_arrays.pop(v.uid, None)
             if unplaced or outputs[v.uid] > 1 or v.uid in body_inputs:
-                e.lines.comment(f"{hist}[{t}] = {e.name(v)}")
+                e.lines.comment(f"{hist}[{t}] = {e.peek(v)}")
+                e.use(hist)
                 if rows:
                     dst = e.temp(f"{hist}_t")
                     e.lines(f"{dst} = {hist}[{t}{block}]")
@@ -158,7 +163,7 @@ def _transpose_constants(e: CpuEmitter, eqn: Eqn, kinds: Sequence[str]) -> list[
         v, kind = consts.get(b.uid, (None, ROW))
         if (v is not None and kind != ROW and v.uid in e.arrays and b.uid not in e.transposed
                 and b.type.rank == 2 and a.type.rank >= 2 and b.type.is_float):
-            name = e.temp(f"{e.name(v)}_t")
+            name = e.bind(e.temp(f"{e.name(v)}_t"))
             e.lines(f"{name} = np.ascontiguousarray({e.name(v)}.T)  # for matmul_nt: rows of {e.name(v)}.T")
             e.transposed[b.uid] = name
             made.append(b.uid)

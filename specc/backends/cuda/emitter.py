@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 from ...ir.core import Eqn, Value
 from ...ir.dims import Shape
-from ..emitter import PYTHON_NAMES, Emitter
+from ..emitter import PYTHON_NAMES, Emitter, Scope
 from ..lines import Lines
 from ..text import sanitize
 from .helpers import DEVICE_HELPERS, HOST_HELPERS, JIT, PERSISTENT_JIT
@@ -57,6 +57,7 @@ class CudaEmitter(Emitter):
         super().__init__(lowerings, RESERVED)
         self.grid_scan = grid_scan  # persistent kernels as cooperative grids (else one block)
         self.host = self.lines
+        self.host_scope = self.scope  # def/use of the host entry; each kernel has its own
         self.host_args: list[str] = []
         self.kernel: Kernel | None = None
         self.kernels: list[str] = []  # sources, in launch order
@@ -76,17 +77,23 @@ class CudaEmitter(Emitter):
 
     def alloc(self, v: Value, fill: float | None = None) -> str:
         """Define ``v`` as a device array allocated by the host (or its destination row, inside a scan)."""
-        name = self.define(v)
         row = self.dest.pop(v.uid, None)
-        if row is not None:
+        if row is not None:  # a row of a recurrence's history, in the kernel
+            name = self.define(v)
+            self.use(self.dest_arrays.pop(v.uid))
             self.lines(f"{name} = {row}")
-        elif v.uid in self.escaping:  # returned to the caller: a new array every call
-            self.host(f"{name} = cuda.device_array({self.dev_shape(v.shape)}, {self.np_dtype(v.dtype)})")
-        else:  # a temporary: the same device memory every call (no allocation per step)
-            self.host(f"{name} = scratch({self._slots}, {self.dev_shape(v.shape)}, {self.np_dtype(v.dtype)})")
-            self._slots += 1
+        else:
+            with self.in_scope(self.host_scope):  # the host allocates it, whichever kernel reads it
+                name = self.define(v)
+                if v.uid in self.escaping:  # returned to the caller: a new array every call
+                    self.host(f"{name} = cuda.device_array({self.dev_shape(v.shape)}, {self.np_dtype(v.dtype)})")
+                else:  # a temporary: the same device memory every call (no allocation per step)
+                    self.host(f"{name} = scratch({self._slots}, {self.dev_shape(v.shape)}, "
+                              f"{self.np_dtype(v.dtype)})")
+                    self._slots += 1
         if fill is not None:
             with self.phase(f"fill_{name}"), self.parallel(v.shape) as idx:
+                self.use(name)
                 self.lines(f"{self.at(name, idx)} = {self.lit(fill, v.dtype)}")
         return name
 
@@ -111,6 +118,7 @@ class CudaEmitter(Emitter):
             head.append(f"# {eqn.op}")
         self.kernel = Kernel(name, head, Lines(depth=1), persistent)
         self.lines = self.kernel.body
+        self.scope = Scope()
         if persistent and self.grid_scan:
             self.lines("grid = cuda.cg.this_grid()")
         if persistent and not self.grid_scan:
@@ -126,7 +134,8 @@ class CudaEmitter(Emitter):
         self.kernel = None
         self.lines = self.host
         body = k.body.render()
-        params = self._params(body)
+        params = self._params(self.scope)
+        self.scope = self.host_scope
         src = Lines()
         src.extend(k.head)
         src(PERSISTENT_JIT if k.persistent else JIT)
@@ -140,15 +149,10 @@ class CudaEmitter(Emitter):
             launch = f"grid_for({work}), THREADS"
         self.host(f"{k.name}[{launch}]({', '.join(params)})")
 
-    def _params(self, body: str) -> list[str]:
-        """The host names a kernel body reads (arrays, dims, index setup), in order of first use."""
-        code = "\n".join(line.split("#", 1)[0] for line in body.splitlines())
-        known = set(self.host_args) | set(re.findall(r"^\s*([A-Za-z_]\w*) = ", self.host.render(), re.MULTILINE))
-        seen: dict[str, None] = {}
-        for word in re.findall(r"(?<![\w.])[A-Za-z_]\w*", code):  # not attributes (threadIdx.x)
-            if word in known:
-                seen.setdefault(word, None)
+    def _params(self, kernel: Scope) -> list[str]:
+        """The host variables a kernel reads (arrays, index setup, dims), in order of first use: its def/use."""
         dims = set(self.dim_names.values())
+        seen = list(kernel.uses)
         return [w for w in seen if w not in dims] + [w for w in seen if w in dims]  # arrays first, then sizes
 
     @contextmanager
@@ -204,6 +208,7 @@ class CudaEmitter(Emitter):
     def copy(self, dst: str, lead: Sequence[str], src: Value) -> None:
         """``dst[*lead, ...] = src``, the elements shared among the threads."""
         with self.phase(f"copy_{dst}"), self.parallel(src.shape) as idx:
+            self.use(dst)
             self.lines(f"{self.at(dst, [*lead, *idx])} = {self.element(src, idx, src.shape)}")
 
     # -- helpers -----------------------------------------------------------------------------------

@@ -6,9 +6,12 @@ Out: kernel code that binds its outputs, and host code (allocations, launches) t
 
 Each rule says what ONE output element costs: it opens a phase (:meth:`CudaEmitter.phase`: a kernel
 at top level, a barrier-separated step inside a persistent kernel) and shares the output's elements
-among the threads (:meth:`CudaEmitter.parallel`).  So one rule serves both a top-level kernel and a
-recurrence body.  Scatters (``take_grad``, ``max_pool_grad``, ``conv_grad_input``) zero their output
-in one phase and add with ``cuda.atomic.add`` in the next.
+among the threads (:meth:`CudaEmitter.parallel`).  It takes its operands' names on the host
+(:meth:`~specc.backends.emitter.Emitter.peek`) and says where the kernel reads them
+(:meth:`~specc.backends.emitter.Emitter.use`): a kernel's arguments are its def/use, not its text.
+So one rule serves both a top-level kernel and a recurrence body.  Scatters (``take_grad``,
+``max_pool_grad``, ``conv_grad_input``) zero their output in one phase and add with
+``cuda.atomic.add`` in the next.
 
 Elementwise ops share the target-neutral scalar templates (:data:`specc.backends.common.SCALAR`);
 math goes through ``math.*`` (numba-cuda has no NumPy ufuncs in kernels).  The window arithmetic of
@@ -25,7 +28,7 @@ from ...ir.core import Eqn, Value
 from ...ir.scan import split_inputs
 from ...ops import REGISTRY
 from ..base import RuleSet
-from ..common import (CONSTANT, accumulate, dt, elementwise_with, fused_with, helper_call, paren, position,
+from ..common import (CONSTANT, accumulate, constant_value, dt, elementwise_with, fused_with, helper_call, paren, position,
                       reduce_result, row_max, taps, window)
 from ..common import SCALAR as COMMON_SCALAR
 from .emitter import CudaEmitter
@@ -64,13 +67,14 @@ RULES(*(name for name in SCALAR if name not in CONSTANT))(elementwise_with(SCALA
 def constant(e: CudaEmitter, eqn: Eqn) -> None:
     """A literal where only elementwise code reads it; else an array."""
     (out,) = eqn.outputs
-    value = SCALAR[eqn.op](e, eqn, [])
+    value = constant_value(e, SCALAR, eqn)
     if out.uid not in e.materialize:
         e.consts[out.uid] = value
         e.lines.comment(f"inlined where read: {value}")
         return
     o = e.alloc(out)
     with e.phase(eqn.op), e.parallel(out.shape) as idx:
+        e.use(o, *e.const_uses[out.uid])
         e.lines(f"{e.at(o, idx)} = {value}")
 
 
@@ -87,7 +91,7 @@ def matmul(e: CudaEmitter, eqn: Eqn) -> None:
     if not e.in_kernel and b.type.rank <= 2:
         _gemm_launch(e, a, b, out)
         return
-    x, w, o = e.name(a), e.name(b), e.alloc(out)
+    x, w, o = e.peek(a), e.peek(b), e.alloc(out)
     acc = e.temp("acc")
     with e.phase("matmul"), e.parallel(out.shape) as idx:
         if b.type.rank == 1:
@@ -100,7 +104,9 @@ def matmul(e: CudaEmitter, eqn: Eqn) -> None:
             xi, wi = [*idx[:-1], "j0"], [*idx[:-2], "j0", idx[-1]]
         e.lines(f"{acc} = {e.lit(0.0, out.dtype)}")
         with e.lines.block(f"for j0 in range({e.dim(a.shape[-1])}):"):
+            e.use(x, w)
             e.lines(f"{acc} += {e.at(x, xi)} * {e.at(w, wi)}")
+        e.use(o)
         e.lines(f"{e.at(o, idx)} = {acc}")
 
 
@@ -130,7 +136,7 @@ def reduce(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per kept element, looping over the reduced axes (float64 accumulator for floats)."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     axes, keep = set(eqn.params["axes"]), eqn.params["keepdims"]
-    src, o = e.name(x), e.alloc(out)
+    src, o = e.peek(x), e.alloc(out)
     kept = [ax for ax in range(x.type.rank) if ax not in axes]
     reduced = [ax for ax in range(x.type.rank) if ax in axes]
     acc = e.temp("acc")
@@ -144,7 +150,9 @@ def reduce(e: CudaEmitter, eqn: Eqn) -> None:
         else:
             e.lines(f"{acc} = {'0.0' if x.type.is_float else '0'}")
         with e.loops([x.shape[ax] for ax in reduced], "j"):
+            e.use(src)
             accumulate(e, eqn, acc, load)
+        e.use(o)
         reduce_result(e, eqn, dst, acc, x, reduced)
 
 
@@ -161,12 +169,13 @@ def softmax(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per row along the axis: the max, then exp(x - max) summed in float64."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     axis = eqn.params["axis"]
-    src, o = e.name(x), e.alloc(out)
-    n = e.dim(x.shape[axis])
+    src, o = e.peek(x), e.alloc(out)
     m, s = e.temp("m"), e.temp("s")
     with e.phase(eqn.op), e.parallel([d for ax, d in enumerate(x.shape) if ax != axis]) as oi:
+        n = e.dim(x.shape[axis])
         idx = [*oi[:axis], "j0", *oi[axis:]]
         load, store = e.at(src, idx), e.at(o, idx)
+        e.use(src, o)  # o: first in the stores below
         row_max(e, m, n, load)
         if eqn.op == "softmax":
             e.lines(f"{s} = 0.0")
@@ -186,13 +195,14 @@ def cross_entropy(e: CudaEmitter, eqn: Eqn) -> None:
     """mean over rows of logsumexp(z) - z[label]: one thread sums the rows (a negative label counts from the end)."""
     logits, labels = eqn.inputs
     (out,) = eqn.outputs
-    z, y, o = e.name(logits), e.name(labels), e.alloc(out)
-    c = e.dim(logits.shape[-1])
+    z, y, o = e.peek(logits), e.peek(labels), e.alloc(out)
     total, m, s, k, lse = e.temp("total"), e.temp("m"), e.temp("s"), e.temp("label"), e.temp("lse")
     with e.phase(eqn.op), e.parallel(()):
         e.lines(f"{total} = 0.0")
         with e.loops(labels.shape) as oi:
+            c = e.dim(logits.shape[-1])
             row = e.at(z, [*oi, "j0"])
+            e.use(z, y, o)
             row_max(e, m, c, row)
             _row_logsumexp(e, lse, m, s, c, row)
             e.lines(f"{k} = {e.at(y, oi)}")
@@ -207,12 +217,13 @@ def bce_logits(e: CudaEmitter, eqn: Eqn) -> None:
     """mean of max(z, 0) - z*y + log1p(e^-|z|): one thread sums."""
     logits, targets = eqn.inputs
     (out,) = eqn.outputs
-    z, y, o = e.name(logits), e.name(targets), e.alloc(out)
+    z, y, o = e.peek(logits), e.peek(targets), e.alloc(out)
     total, zv = e.temp("total"), e.temp("z")
     zero = e.lit(0.0, logits.dtype)
     with e.phase(eqn.op), e.parallel(()):
         e.lines(f"{total} = 0.0")
         with e.loops(logits.shape) as idx:
+            e.use(z, y, o)
             e.lines(f"{zv} = {e.at(z, idx)}")
             e.lines(f"{total} += max({zv}, {zero}) - {zv} * {e.at(y, idx)} + math.log1p(math.exp(-abs({zv})))")
         e.lines(f"{o}[0] = {total} / {paren(e.count(logits.shape))}")
@@ -226,7 +237,7 @@ def conv(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per output element: out[b, o, p] = sum over c, k of x[b, c, p*stride + k*dil - pad] * w[o, c, k]."""
     x, w = eqn.inputs
     (out,) = eqn.outputs
-    xs, ws, o = e.name(x), e.name(w), e.alloc(out)
+    xs, ws, o = e.peek(x), e.peek(w), e.alloc(out)
     acc = e.temp("acc")
     kernel = [e.dim(d) for d in w.shape[2:]]
     with e.phase("conv"), e.parallel(out.shape) as oi:
@@ -234,7 +245,9 @@ def conv(e: CudaEmitter, eqn: Eqn) -> None:
         with ExitStack() as stack:
             stack.enter_context(e.lines.block(f"for j0 in range({e.dim(x.shape[1])}):"))
             us = window(e, stack, x, kernel, eqn.params, eqn.params["dilation"])
+            e.use(xs, ws)
             e.lines(f"{acc} += {e.at(xs, ['i0', 'j0', *us])} * {e.at(ws, ['i1', 'j0', *taps(kernel)])}")
+        e.use(o)
         e.lines(f"{e.at(o, oi)} = {acc}")
 
 
@@ -243,11 +256,12 @@ def conv_grad_input(e: CudaEmitter, eqn: Eqn) -> None:
     """Zeros, then one thread per element of dy adding dy[b, o, p] * w[o, c, k] into dx atomically."""
     dy, w = eqn.inputs
     (out,) = eqn.outputs
-    ds, ws, o = e.name(dy), e.name(w), e.alloc(out, fill=0.0)
+    ds, ws, o = e.peek(dy), e.peek(w), e.alloc(out, fill=0.0)
     kernel = [e.dim(d) for d in w.shape[2:]]
     with e.phase("conv_grad_input"), e.parallel(dy.shape) as oi, ExitStack() as stack:
         stack.enter_context(e.lines.block(f"for j0 in range({e.dim(w.shape[1])}):"))
         us = window(e, stack, out, kernel, eqn.params, eqn.params["dilation"])
+        e.use(o, ds, ws)
         e.lines(f"cuda.atomic.add({o}, ({', '.join(['i0', 'j0', *us])}), "
                 f"{e.at(ds, oi)} * {e.at(ws, ['i1', 'j0', *taps(kernel)])})")
 
@@ -258,7 +272,7 @@ def conv_grad_weight(e: CudaEmitter, eqn: Eqn) -> None:
     x, dy = eqn.inputs
     (out,) = eqn.outputs
     p = eqn.params
-    xs, ds, o = e.name(x), e.name(dy), e.alloc(out)
+    xs, ds, o = e.peek(x), e.peek(dy), e.alloc(out)
     acc = e.temp("acc")
     with e.phase("conv_grad_weight"), e.parallel(out.shape) as oi:
         e.lines(f"{acc} = 0.0")
@@ -271,7 +285,9 @@ def conv_grad_weight(e: CudaEmitter, eqn: Eqn) -> None:
                 us.append(position(e, stack, s, pos, f"i{2 + s}", p["stride"][s], p["dilation"][s],
                                     p["padding"][s], x.shape[2 + s]))
             positions = [f"j{1 + s}" for s in range(p["nd"])]
+            e.use(xs, ds)
             e.lines(f"{acc} += {e.at(xs, ['j0', 'i1', *us])} * {e.at(ds, ['j0', 'i0', *positions])}")
+        e.use(o)
         e.lines(f"{e.at(o, oi)} = {acc}")
 
 
@@ -286,11 +302,13 @@ def take(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per output element: out[i..., j] = table[ids[i...], j]."""
     table, ids = eqn.inputs
     (out,) = eqn.outputs
-    t, i, o = e.name(table), e.name(ids), e.alloc(out)
+    t, i, o = e.peek(table), e.peek(ids), e.alloc(out)
     k = e.temp("row")
     with e.phase("take"), e.parallel(out.shape) as oi:
+        e.use(i)
         e.lines(f"{k} = {e.at(i, oi[:-1])}")
         _wrap(e, k, e.dim(table.shape[0]))
+        e.use(o, t)
         e.lines(f"{e.at(o, oi)} = {t}[{k}, {oi[-1]}]")
 
 
@@ -299,12 +317,14 @@ def take_grad(e: CudaEmitter, eqn: Eqn) -> None:
     """Zeros [rows, ...], then one thread per element of dy: out[ids[i], ...] += dy[i, ...] (atomically)."""
     ids, dy = eqn.inputs
     (out,) = eqn.outputs
-    i, d, o = e.name(ids), e.name(dy), e.alloc(out, fill=0.0)
+    i, d, o = e.peek(ids), e.peek(dy), e.alloc(out, fill=0.0)
     k = e.temp("row")
     lead = ids.type.rank
     with e.phase("take_grad"), e.parallel(dy.shape) as di:
+        e.use(i)
         e.lines(f"{k} = {e.at(i, di[:lead])}")
         _wrap(e, k, e.dim(out.shape[0]))
+        e.use(o, d)
         e.lines(f"cuda.atomic.add({o}, ({', '.join([k, *di[lead:]])},), {e.at(d, di)})")
 
 
@@ -328,11 +348,11 @@ def scan(e: CudaEmitter, eqn: Eqn) -> None:
     body = p["body"]
     consts, seqs, inits = split_inputs(eqn.inputs, p)
     nc, ns = p["n_consts"], p["n_seqs"]
-    length = e.dim(p["length"])
     history = [e.alloc(v) for v in eqn.outputs]  # [T, ...] per state, in time order
     outputs = [v.uid for v in body.outputs]
     body_inputs = {v.uid for v in body.inputs}
     with e.persistent("scan"):
+        length = e.dim(p["length"])
         n, t = e.temp("n"), e.temp("t")
         with e.lines.block(f"for {n} in range({length}):"):
             e.lines(f"{t} = {length} - 1 - {n}" if p["reverse"] else f"{t} = {n}")
@@ -351,6 +371,7 @@ def scan(e: CudaEmitter, eqn: Eqn) -> None:
             for hist, out, (_name, lag) in zip(history, eqn.outputs, p["states"]):
                 if lag == 0:
                     continue
+                e.use(hist)
                 start = e.name(next(init))
                 rank = out.type.rank - 1
                 for k in range(1, lag + 1):
@@ -358,12 +379,13 @@ def scan(e: CudaEmitter, eqn: Eqn) -> None:
                     e.lines(f"{e.define(next(lagged))} = {e.row(hist, step, rank)} if {n} >= {k} else {start}")
             for hist, v in zip(history, body.outputs):  # computed straight into row t where possible
                 if outputs.count(v.uid) == 1 and v.uid not in body_inputs:
-                    e.dest[v.uid] = e.row(hist, t, v.type.rank)
+                    e.dest[v.uid], e.dest_arrays[v.uid] = e.row(hist, t, v.type.rank), hist
             e.emit_graph(body)
             for hist, v in zip(history, body.outputs):
                 unplaced = e.dest.pop(v.uid, None) is not None  # its rule made no new array (a view)
+                e.dest_arrays.pop(v.uid, None)
                 if unplaced or outputs.count(v.uid) > 1 or v.uid in body_inputs:
-                    e.lines.comment(f"{hist}[{t}] = {e.name(v) if v.uid in e.arrays else 'its value'}")
+                    e.lines.comment(f"{hist}[{t}] = {e.peek(v) if v.uid in e.arrays else 'its value'}")
                     e.copy(hist, [t], v)
 
 
