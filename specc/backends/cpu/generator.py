@@ -28,9 +28,11 @@ What a reader of the generated source can rely on:
 * no slice assignment (``a[t] = b``): Numba compiles each such site slowly
   (about 0.4 s here), so copies are explicit loops.
 
-The lowering rules, one per op, are in :mod:`specc.backends.cpu.rules`; this
-module assembles the entry (its parts, when work runs on threads); the emitter is in
-:mod:`specc.backends.cpu.emitter`.
+The lowering rules, one per op, are in :mod:`specc.backends.cpu.rules`, ``conv`` and ``scan``
+(their table: :mod:`specc.backends.cpu.backend`); the emitter they write with is
+:mod:`specc.backends.cpu.emitter`.  This module assembles the module: helpers, row-block functions,
+and the entry, cut into ``@njit`` parts where work runs on threads (each part's arguments and
+results are the def/use the emitter recorded).
 """
 
 from __future__ import annotations
