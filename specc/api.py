@@ -19,6 +19,7 @@ from .frontend import elaborate
 from .training.config import TrainConfig, train_config
 from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean
 from .training.initializers import initialize, param_rng
+from .backends import Backend, backend
 from .backends.interp import interpret
 from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune
 from .ir.verify import verify_program
@@ -79,6 +80,11 @@ class Model:
         self._compiled: dict[tuple, tuple[list[int], Any]] = {}
 
     # -- description -----------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        """What this model's target can do (:mod:`specc.backends`)."""
+        return backend(self.target)
+
     @property
     def name(self) -> str:
         return self.program.name
@@ -179,7 +185,7 @@ class Model:
     def _run(self, key: tuple, graph: Graph, args: list, dims: Mapping[str, int], seed: int,
              training: bool) -> list[np.ndarray]:
         """Run a graph on this model's target: the reference interpreter, or optimised and compiled code."""
-        if self.target == "interp":
+        if not self.backend.compiles:
             return interpret(graph, args, dims, seed=seed, training=training)
         keep, kernel = self._kernel(key, graph)
         return kernel([args[i] for i in keep], dims, seed=seed, training=training)
@@ -249,10 +255,7 @@ def compile(spec: str | Path, target: str | None = None, dtype: str | None = Non
         raise SpeccError(f"unknown target '{target}'", hint=f"choose one of {', '.join(TARGETS)}")
     if dtype is not None and dtype not in DTYPE_NAMES:
         raise SpeccError(f"unknown dtype '{dtype}'", hint="choose float32 or float64")
-    if target == "cuda":  # fail now, clearly, without numba-cuda or a GPU (or the simulator)
-        from .backends.cuda.runtime import require_cuda
-
-        require_cuda()
+    backend(target).require()  # fail now, clearly: cuda without numba-cuda or a GPU (or the simulator)
     source = load_source(spec)
     prog = build_program(source, DTYPE_NAMES.get(dtype) if dtype else None, model)
     compiled = Model(prog, target, source)

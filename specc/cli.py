@@ -115,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_codegen_commands(sub, command) -> None:
     """``specc emit`` (the generated kernel source) and ``specc cache`` (the compiled-kernel cache)."""
+    from .backends import backend
+
     emit = command("emit", "print (or write) the generated kernel source of a model's forward pass")
-    emit.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
+    emit.add_argument("--target", choices=[t for t in TARGET_CHOICES if backend(t).compiles], default="cpu",
                       help="code generator (default cpu: Numba; cuda: numba-cuda kernels)")
     emit.add_argument("--optimized", action="store_true", help="generate from the optimised IR, as training runs it")
     emit.add_argument("--backward", action="store_true", help="the forward-and-backward graph instead")
@@ -369,9 +371,9 @@ def cmd_run(args) -> int:
         a = np.asarray(a)
         stats = f"mean {a.mean():.4g}  std {a.std():.4g}  min {a.min():.4g}  max {a.max():.4g}" if a.size else ""
         print(f"  {name}: {a.dtype}{list(a.shape)}  {stats}")
-    where = {"interp": "reference interpreter", "cpu": "compiled, cpu", "cuda": "compiled, cuda"}[model.target]
+    where = model.backend.label
     print(f"forward: {elapsed * 1e3:.1f} ms ({where}, first call includes compiling)"
-          if model.target != "interp" else f"forward: {elapsed * 1e3:.1f} ms ({where})")
+          if model.backend.compiles else f"forward: {elapsed * 1e3:.1f} ms ({where})")
     if args.output:
         np.savez(args.output, **outs)
         print(f"saved {', '.join(outs)} to {args.output}")

@@ -228,7 +228,7 @@ import json
 from numba import float32, float64, int64, boolean
 from specc.backends.cuda.ptx import compile_ptx, pretend_h100
 pretend_h100()
-from specc.backends import cuda_optim as co
+from specc.backends.cuda import optim as co
 out = {}
 for name, t in (("f32", float32), ("f64", float64)):
     a = t[::1]

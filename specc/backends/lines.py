@@ -21,9 +21,14 @@ class Lines:
     def __init__(self, depth: int = 0) -> None:
         self._lines: list[str] = []
         self._depth = depth
+        self.statements = 0  # lines of code so far (not comments, not blank lines)
 
     def __call__(self, line: str = "") -> None:
-        """Append one line at the current indentation (an empty line stays empty)."""
+        """Append one line of code at the current indentation (an empty line stays empty)."""
+        self._append(line)
+        self.statements += bool(line)
+
+    def _append(self, line: str) -> None:
         self._lines.append(INDENT * self._depth + line if line else "")
 
     def extend(self, lines: Iterable[str]) -> None:
@@ -32,7 +37,7 @@ class Lines:
 
     def comment(self, text: str) -> None:
         for part in text.splitlines() or [""]:
-            self(f"# {part}".rstrip())
+            self._append(f"# {part}".rstrip())
 
     def blank(self) -> None:
         """An empty line, but never two in a row nor one right after an opening line."""

@@ -15,52 +15,50 @@ CUDA where threads may add to the same element.
 Only ops whose code is the same on both targets up to these live here (data
 movement, one-hot, pooling and its gradients); ops whose best form differs
 (reductions, softmax and losses, products, convolutions, index checks) keep
-one rule per target in ``cpu_rules`` and ``cuda_rules``.
+one rule per target in ``cpu/`` and ``cuda/``.  :data:`RULES` is a rule set
+that each target's lowering table includes.
 """
 
 from __future__ import annotations
 
-from ..ir.dims import Dim
-from ..ir.core import Eqn
-from . import lowering
 from contextlib import ExitStack
 
-from .cpu.rules import _index_map, _pool_size, _window
+from ..ir.core import Eqn
+from ..ir.dims import Dim
+from .base import RuleSet
+from .common import index_map as _index_map
+from .common import pool_size as _pool_size
+from .common import window as _window
+from .emitter import Emitter
 
-TARGETS = ("cpu", "cuda")
-
-
-def shared(*ops: str):
-    def register(rule):
-        for target in TARGETS:
-            lowering(target, *ops)(rule)
-        return rule
-
-    return register
+RULES = RuleSet()
 
 
-def _view_or_copy(e, eqn: Eqn, index_map) -> None:
+def _view_or_copy(e: Emitter, eqn: Eqn, index_map) -> None:
     """``out[i] = x[index_map(i)]``: a view read in place by the code that uses it, else a copy."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     if out.uid not in e.materialize:
         e.views[out.uid] = (x, index_map)
         idx = e.index_names(out.type.rank)
-        e.lines.comment(f"{e.at(e.define_view(out), idx)} is {e.load(out, idx)}, read in place (no copy)")
+        e.lines.comment(f"{e.at(e.define_view(out), idx)} is {e.describe(out, idx)}, read in place (no copy)")
         return
     o = e.alloc(out)
     with e.phase(eqn.op), e.parallel(out.shape) as oi:
-        e.lines(f"{e.at(o, oi)} = {e.load(x, index_map(oi))}")
+        e.use(o)
+        load = e.load(x, index_map(oi))
+        e.use(*getattr(index_map, "names", ()))
+        e.lines(f"{e.at(o, oi)} = {load}")
 
 
-@shared("getitem")
-def getitem(e, eqn: Eqn) -> None:
+@RULES("getitem")
+def getitem(e: Emitter, eqn: Eqn) -> None:
     """A view read in place by the code that uses it, else a copy of the selected elements."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     _view_or_copy(e, eqn, _index_map(e, x, eqn.params["index"], out))
 
 
-@shared("getitem_grad")
-def getitem_grad(e, eqn: Eqn) -> None:
+@RULES("getitem_grad")
+def getitem_grad(e: Emitter, eqn: Eqn) -> None:
     """Zeros of the indexed tensor's shape, the cotangent copied in at the index."""
     (dy,), (out,) = eqn.inputs, eqn.outputs
     src = e.name(dy)
@@ -68,17 +66,15 @@ def getitem_grad(e, eqn: Eqn) -> None:
     with e.phase("getitem_grad"):
         index_map = _index_map(e, out, eqn.params["index"], dy)
         with e.parallel(dy.shape) as oi:
+            e.use(o, *getattr(index_map, "names", ()), src)
             e.lines(f"{e.at(o, index_map(oi))} = {e.at(src, oi)}")
 
 
-@shared("transpose")
-def transpose(e, eqn: Eqn) -> None:
+@RULES("transpose")
+def transpose(e: Emitter, eqn: Eqn) -> None:
     """out[i0, i1, ...] = x[...] with the input's axis perm[k] read at i_k: in place, or a copy."""
-    (x,), (out,) = eqn.inputs, eqn.outputs
     perm = eqn.params["perm"]
-    if out.uid in e.product_transposes and x.uid in e.arrays:  # CPU: only BLAS reads it
-        e.lines(f"{e.define(out)} = {e.name(x)}.T  # a view: BLAS reads it transposed in place")
-        e.transpose_of[out.uid] = e.name(x)
+    if e.transpose_view(eqn):  # the CPU: x.T, a view that only BLAS reads
         return
 
     def index_map(idx):
@@ -90,8 +86,8 @@ def transpose(e, eqn: Eqn) -> None:
     _view_or_copy(e, eqn, index_map)
 
 
-@shared("concat")
-def concat(e, eqn: Eqn) -> None:
+@RULES("concat")
+def concat(e: Emitter, eqn: Eqn) -> None:
     """A copy per part, at its offset along the axis (on CUDA, one kernel for all parts)."""
     (out,) = eqn.outputs
     axis = eqn.params["axis"] % out.type.rank
@@ -100,6 +96,7 @@ def concat(e, eqn: Eqn) -> None:
     with e.phase("concat"):
         for part in eqn.inputs:
             with e.parallel(part.shape) as idx:
+                e.use(o)
                 at = list(idx)
                 if offset != Dim.const(0):
                     at[axis] = f"{e.dim_atom(offset)} + {idx[axis]}"
@@ -107,19 +104,20 @@ def concat(e, eqn: Eqn) -> None:
             offset = offset + part.shape[axis]
 
 
-@shared("one_hot")
-def one_hot(e, eqn: Eqn) -> None:
+@RULES("one_hot")
+def one_hot(e: Emitter, eqn: Eqn) -> None:
     """out[..., j] = 1 where labels[...] == j, else 0 (a label outside [0, n) gives a row of zeros)."""
     (labels,), (out,) = eqn.inputs, eqn.outputs
     y, o = e.name(labels), e.alloc(out)
     one, zero = e.lit(1.0, out.dtype), e.lit(0.0, out.dtype)
     with e.phase("one_hot"), e.parallel(out.shape) as oi:
+        e.use(o, y)
         e.lines(f"{e.at(o, oi)} = {one} if {e.at(y, oi[:-1])} == {oi[-1]} else {zero}")
 
 
 # ---- pooling: one window per output element ------------------------------------------------------
-@shared("max_pool", "avg_pool")
-def pool(e, eqn: Eqn) -> None:
+@RULES("max_pool", "avg_pool")
+def pool(e: Emitter, eqn: Eqn) -> None:
     """Max (padding never wins) or mean (padding counts as zeros) over each window."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     p = eqn.params
@@ -130,16 +128,18 @@ def pool(e, eqn: Eqn) -> None:
         with ExitStack() as stack:
             us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
             load = e.at(xs, ["i0", "i1", *us])
+            e.use(xs)
             if eqn.op == "max_pool":
                 with e.lines.block(f"if {load} > {acc}:"):
                     e.lines(f"{acc} = {load}")
             else:
                 e.lines(f"{acc} += {load}")
+        e.use(o)
         e.lines(f"{e.at(o, oi)} = {acc}" + (f" / {_pool_size(p)}" if eqn.op == "avg_pool" else ""))
 
 
-@shared("max_pool_grad")
-def max_pool_grad(e, eqn: Eqn) -> None:
+@RULES("max_pool_grad")
+def max_pool_grad(e: Emitter, eqn: Eqn) -> None:
     """Each window's cotangent goes to its first maximum (a maximum in the padding is dropped)."""
     x, dy = eqn.inputs
     (out,) = eqn.outputs
@@ -155,17 +155,19 @@ def max_pool_grad(e, eqn: Eqn) -> None:
         with ExitStack() as stack:
             us = _window(e, stack, x, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
             load = e.at(xs, ["i0", "i1", *us])
+            e.use(xs)
             with e.lines.block(f"if {load} > {m}:"):
                 e.lines(f"{m} = {load}")
                 for b, u in zip(best, us):
                     e.lines(f"{b} = {u}")
         inside = " and ".join(f"0 <= {b} < {e.dim(x.shape[2 + s])}" for s, b in enumerate(best))
         with e.lines.block(f"if {inside}:"):
+            e.use(o, ds)
             e.add_at(o, ["i0", "i1", *best], e.at(ds, oi))
 
 
-@shared("avg_pool_grad")
-def avg_pool_grad(e, eqn: Eqn) -> None:
+@RULES("avg_pool_grad")
+def avg_pool_grad(e: Emitter, eqn: Eqn) -> None:
     """Each window's cotangent spread evenly over its taps (those in the padding dropped)."""
     (dy,), (out,) = eqn.inputs, eqn.outputs
     p = eqn.params
@@ -173,4 +175,5 @@ def avg_pool_grad(e, eqn: Eqn) -> None:
     with e.phase("avg_pool_grad"), e.parallel(dy.shape) as oi:
         with ExitStack() as stack:
             us = _window(e, stack, out, [str(k) for k in p["kernel"]], p, (1,) * p["nd"])
+            e.use(o, ds)
             e.add_at(o, ["i0", "i1", *us], f"{e.at(ds, oi)} / {_pool_size(p)}")

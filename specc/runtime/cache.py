@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..backends import GeneratedModule
+from ..backends.base import GeneratedModule
 
 MODULE_PREFIX = "specc_kernels"
 

@@ -149,7 +149,7 @@ class Trainer:
         flows_before = self._grad_flow(params) if self.want_grad_flow else None
         steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch)
         first = len(history.records) + 1
-        steps = (CudaSteps if model.target == "cuda" else HostSteps)(model, self.optimizer, cfg.clip, params, state)
+        steps = (CudaSteps if model.backend.device_resident else HostSteps)(model, self.optimizer, cfg.clip, params, state)
         for epoch in range(first, cfg.epochs + 1):
             record = self._epoch(epoch, steps, steps_per_epoch)
             history.records.append(record)
@@ -362,16 +362,12 @@ class CudaSteps:
 
     def __init__(self, model: Model, optimizer: Optimizer, clip: float | None, params: dict[str, np.ndarray],
                  state: OptState):
-        from ..backends.cuda.runtime import require_cuda
-
-        require_cuda()
-        from ..backends.cuda.optim import DeviceOptimizer
-
+        model.backend.require()
         self.model, self.clip = model, clip
         self.grad = model.grad_program()
         self.keep, self.kernel = model._kernel(("grad", False), self.grad.graph)  # the graph value_and_grad runs
         names = [p.name for p in model.program.params]
-        self.opt = DeviceOptimizer(optimizer, dict(zip(names, model.check_params(params))), state)
+        self.opt = model.backend.device_optimizer(optimizer, dict(zip(names, model.check_params(params))), state)
         self._host: tuple[dict[str, np.ndarray], OptState] | None = (params, state)
 
     @property

@@ -6,13 +6,17 @@ Out: kernel code that binds its outputs, and host code (allocations, launches) t
 
 Each rule says what ONE output element costs: it opens a phase (:meth:`CudaEmitter.phase`: a kernel
 at top level, a barrier-separated step inside a persistent kernel) and shares the output's elements
-among the threads (:meth:`CudaEmitter.parallel`).  So one rule serves both a top-level kernel and a
-recurrence body.  Scatters (``take_grad``, ``max_pool_grad``, ``conv_grad_input``) zero their output
-in one phase and add with ``cuda.atomic.add`` in the next.
+among the threads (:meth:`CudaEmitter.parallel`).  It takes its operands' names on the host
+(:meth:`~specc.backends.emitter.Emitter.peek`) and says where the kernel reads them
+(:meth:`~specc.backends.emitter.Emitter.use`): a kernel's arguments are its def/use, not its text.
+So one rule serves both a top-level kernel and a recurrence body.  Scatters (``take_grad``,
+``max_pool_grad``, ``conv_grad_input``) zero their output in one phase and add with
+``cuda.atomic.add`` in the next.
 
-Elementwise ops share the CPU's scalar templates (:data:`specc.backends.cpu.rules.SCALAR`) where those
-are target-neutral; math goes through ``math.*`` (numba-cuda has no NumPy ufuncs in kernels).
-The window arithmetic of convolutions and pools, and getitem's index maps, are the CPU rules' own.
+Elementwise ops share the target-neutral scalar templates (:data:`specc.backends.common.SCALAR`);
+math goes through ``math.*`` (numba-cuda has no NumPy ufuncs in kernels).  The window arithmetic of
+convolutions and pools, and getitem's index maps, are :mod:`specc.backends.common`'s, and the rules
+both targets share are in :mod:`specc.backends.loops`.
 """
 
 from __future__ import annotations
@@ -21,135 +25,16 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
 from ...ir.core import Eqn, Value
-from ...ops import REGISTRY
 from ...ir.scan import split_inputs
-from .. import lowering
-from ..cpu.rules import SCALAR as CPU_SCALAR
-from ..cpu.rules import (_accumulate, _dt, _helper, _paren, _position, _reduce_result, _row_max,
-                        _slice_start, _taps, _window, _wrap_index, elementwise_with, fused_with)
-from .generator import DEVICE_JIT, TARGET, CudaEmitter
+from ...ops import REGISTRY
+from ..base import RuleSet
+from ..common import (CONSTANT, accumulate, constant_value, dt, elementwise_with, fused_with, helper_call, paren, position,
+                      reduce_result, row_max, taps, window)
+from ..common import SCALAR as COMMON_SCALAR
+from .emitter import CudaEmitter
 
 ScalarRule = Callable[[CudaEmitter, Eqn, Sequence[str]], str]
-
-
-def cuda_rule(*ops: str):
-    return lowering(TARGET, *ops)
-
-
-# ---- helpers the generated code may call -----------------------------------------------------
-def _sigmoid(name: str, dt: str) -> str:
-    one = CudaEmitter.lit(1.0, dt)
-    return f'''{DEVICE_JIT}
-def {name}(x):
-    """1 / (1 + e^-x), computed from e^-|x| only (no overflow)."""
-    e = math.exp(-abs(x))
-    if x >= 0:
-        return {one} / ({one} + e)
-    return e / ({one} + e)
-'''
-
-
-def _softplus(name: str, dt: str) -> str:
-    return f'''{DEVICE_JIT}
-def {name}(x):
-    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
-    return max(x, {CudaEmitter.lit(0.0, dt)}) + math.log1p(math.exp(-abs(x)))
-'''
-
-
-def _gelu(name: str, dt: str) -> str:
-    def lit(v: float) -> str:
-        return CudaEmitter.lit(v, dt)
-
-    return f'''{DEVICE_JIT}
-def {name}(x):
-    """x * Phi(x), the tanh approximation."""
-    return {lit(0.5)} * x * ({lit(1.0)} + math.tanh({lit(0.7978845608028654)} * (x + {lit(0.044715)} * x * x * x)))
-'''
-
-
-def _sign(name: str, dt: str) -> str:
-    one, zero = CudaEmitter.lit(1.0, dt), CudaEmitter.lit(0.0, dt)
-    return f'''{DEVICE_JIT}
-def {name}(x):
-    """NumPy's sign: -1, 0 or 1 (nan stays nan)."""
-    if x > 0:
-        return {one}
-    if x < 0:
-        return -{one}
-    return x * {zero}
-'''
-
-
-def _wrap_index_device(name: str, dt: str | None) -> str:
-    return f'''{DEVICE_JIT}
-def {name}(i, n):
-    """A negative index counts from the end (not range-checked on the device)."""
-    if i < 0:
-        i += n
-    return i
-'''
-
-
-def _slice_start_device(name: str, dt: str | None) -> str:
-    return f'''{DEVICE_JIT}
-def {name}(start, n, count, step):
-    """NumPy's rule for a slice start (step > 0), clamped (not range-checked on the device)."""
-    if start < 0:
-        start += n
-    return min(max(start, 0), n)
-'''
-
-
-def _plain(helper: Callable[[str, str | None], str]) -> Callable[[str, str | None], str]:
-    """A CPU helper's source without its ``@njit`` line: plain Python, for the host entry."""
-    return lambda name, dt: helper(name, dt).split("\n", 1)[1]
-
-
-def _gemm(name: str, dt: str) -> str:
-    np_dt = CudaEmitter.np_dtype(dt)
-    zero = CudaEmitter.lit(0.0, dt)
-    return f'''{DEVICE_JIT.replace("device=True, ", "")}
-def {name}(a, b, c):
-    """c = a @ b (2-D), one TILE x TILE tile of c at a time per block (blocks stride over the tiles);
-    the tiles of a and b it needs are staged in shared memory, one thread per element of the tile."""
-    sa = cuda.shared.array((TILE, TILE), {np_dt})
-    sb = cuda.shared.array((TILE, TILE), {np_dt})
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    m = c.shape[0]
-    n = c.shape[1]
-    k = a.shape[1]
-    tiles_n = (n + TILE - 1) // TILE
-    for tile in range(cuda.blockIdx.x, (m + TILE - 1) // TILE * tiles_n, cuda.gridDim.x):
-        row = tile // tiles_n * TILE + ty
-        col = tile % tiles_n * TILE + tx
-        acc = {zero}
-        for k0 in range(0, k, TILE):
-            sa[ty, tx] = a[row, k0 + tx] if row < m and k0 + tx < k else {zero}
-            sb[ty, tx] = b[k0 + ty, col] if col < n and k0 + ty < k else {zero}
-            cuda.syncthreads()
-            for kk in range(TILE):
-                acc += sa[ty, kk] * sb[kk, tx]
-            cuda.syncthreads()
-        if row < m and col < n:
-            c[row, col] = acc
-'''
-
-
-DEVICE_HELPERS: dict[str, Callable[[str, str | None], str]] = {
-    "sigmoid": _sigmoid,
-    "softplus": _softplus,
-    "gelu": _gelu,
-    "sign": _sign,
-    "wrap_index": _wrap_index_device,
-    "slice_start": _slice_start_device,
-    "gemm": _gemm,
-}
-HOST_HELPERS: dict[str, Callable[[str, str | None], str]] = {
-    "wrap_index": _plain(_wrap_index),  # checked on the host: it raises on an index out of range
-    "slice_start": _plain(_slice_start),
-}
+RULES = RuleSet()
 
 
 # ---- elementwise -------------------------------------------------------------------------------
@@ -158,46 +43,46 @@ def _math(fn: str) -> ScalarRule:
 
 
 def _elu(e: CudaEmitter, q: Eqn, a: Sequence[str]) -> str:
-    return f"({a[0]} if {a[0]} > 0 else {e.lit(q.params.get('alpha', 1.0), _dt(q))} * math.expm1({a[0]}))"
+    return f"({a[0]} if {a[0]} > 0 else {e.lit(q.params.get('alpha', 1.0), dt(q))} * math.expm1({a[0]}))"
 
 
-SCALAR: dict[str, ScalarRule] = dict(CPU_SCALAR)  # neutral templates: operators, max/min/abs, literals, casts
-SCALAR.update({
+SCALAR: dict[str, ScalarRule] = {
+    **COMMON_SCALAR,  # neutral templates: operators, max/min/abs, literals, casts
     "exp": _math("exp"),
     "log": _math("log"),
     "sqrt": _math("sqrt"),
     "tanh": _math("tanh"),
     "elu": _elu,
-    "sigmoid": _helper("sigmoid"),
-    "softplus": _helper("softplus"),
-    "gelu": _helper("gelu"),
-    "sign": _helper("sign"),
-})
-CONSTANT = ("full", "size")
+    "sigmoid": helper_call("sigmoid"),
+    "softplus": helper_call("softplus"),
+    "gelu": helper_call("gelu"),
+    "sign": helper_call("sign"),
+}
 
 
-cuda_rule(*(name for name in SCALAR if name not in CONSTANT))(elementwise_with(SCALAR))  # one thread per element
+RULES(*(name for name in SCALAR if name not in CONSTANT))(elementwise_with(SCALAR))  # one thread per element
 
 
-@cuda_rule(*CONSTANT)
+@RULES(*CONSTANT)
 def constant(e: CudaEmitter, eqn: Eqn) -> None:
     """A literal where only elementwise code reads it; else an array."""
     (out,) = eqn.outputs
-    value = SCALAR[eqn.op](e, eqn, [])
+    value = constant_value(e, SCALAR, eqn)
     if out.uid not in e.materialize:
         e.consts[out.uid] = value
         e.lines.comment(f"inlined where read: {value}")
         return
     o = e.alloc(out)
     with e.phase(eqn.op), e.parallel(out.shape) as idx:
+        e.use(o, *e.const_uses[out.uid])
         e.lines(f"{e.at(o, idx)} = {value}")
 
 
-cuda_rule("fused")(fused_with(SCALAR))  # one thread per element of the domain, the body in its registers
+RULES("fused")(fused_with(SCALAR))  # one thread per element of the domain, the body in its registers
 
 
 # ---- matmul --------------------------------------------------------------------------------------
-@cuda_rule("matmul")
+@RULES("matmul")
 def matmul(e: CudaEmitter, eqn: Eqn) -> None:
     """Top level, b of rank <= 2: the tiled gemm on 2-D views.  Else (batched, or in a recurrence): a dot
     product per output element."""
@@ -206,7 +91,7 @@ def matmul(e: CudaEmitter, eqn: Eqn) -> None:
     if not e.in_kernel and b.type.rank <= 2:
         _gemm_launch(e, a, b, out)
         return
-    x, w, o = e.name(a), e.name(b), e.alloc(out)
+    x, w, o = e.peek(a), e.peek(b), e.alloc(out)
     acc = e.temp("acc")
     with e.phase("matmul"), e.parallel(out.shape) as idx:
         if b.type.rank == 1:
@@ -219,7 +104,9 @@ def matmul(e: CudaEmitter, eqn: Eqn) -> None:
             xi, wi = [*idx[:-1], "j0"], [*idx[:-2], "j0", idx[-1]]
         e.lines(f"{acc} = {e.lit(0.0, out.dtype)}")
         with e.lines.block(f"for j0 in range({e.dim(a.shape[-1])}):"):
+            e.use(x, w)
             e.lines(f"{acc} += {e.at(x, xi)} * {e.at(w, wi)}")
+        e.use(o)
         e.lines(f"{e.at(o, idx)} = {acc}")
 
 
@@ -244,12 +131,12 @@ def _view(e: CudaEmitter, array: str, shape: str, needed: bool) -> str:
 
 
 # ---- reductions ------------------------------------------------------------------------------------
-@cuda_rule("sum", "mean", "max")
+@RULES("sum", "mean", "max")
 def reduce(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per kept element, looping over the reduced axes (float64 accumulator for floats)."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     axes, keep = set(eqn.params["axes"]), eqn.params["keepdims"]
-    src, o = e.name(x), e.alloc(out)
+    src, o = e.peek(x), e.alloc(out)
     kept = [ax for ax in range(x.type.rank) if ax not in axes]
     reduced = [ax for ax in range(x.type.rank) if ax in axes]
     acc = e.temp("acc")
@@ -263,8 +150,10 @@ def reduce(e: CudaEmitter, eqn: Eqn) -> None:
         else:
             e.lines(f"{acc} = {'0.0' if x.type.is_float else '0'}")
         with e.loops([x.shape[ax] for ax in reduced], "j"):
-            _accumulate(e, eqn, acc, load)
-        _reduce_result(e, eqn, dst, acc, x, reduced)
+            e.use(src)
+            accumulate(e, eqn, acc, load)
+        e.use(o)
+        reduce_result(e, eqn, dst, acc, x, reduced)
 
 
 # ---- softmax family and losses -------------------------------------------------------------------
@@ -275,18 +164,19 @@ def _row_logsumexp(e: CudaEmitter, lse: str, m: str, s: str, n: str, load: str) 
     e.lines(f"{lse} = {m} + math.log({s})")
 
 
-@cuda_rule("softmax", "log_softmax")
+@RULES("softmax", "log_softmax")
 def softmax(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per row along the axis: the max, then exp(x - max) summed in float64."""
     (x,), (out,) = eqn.inputs, eqn.outputs
     axis = eqn.params["axis"]
-    src, o = e.name(x), e.alloc(out)
-    n = e.dim(x.shape[axis])
+    src, o = e.peek(x), e.alloc(out)
     m, s = e.temp("m"), e.temp("s")
     with e.phase(eqn.op), e.parallel([d for ax, d in enumerate(x.shape) if ax != axis]) as oi:
+        n = e.dim(x.shape[axis])
         idx = [*oi[:axis], "j0", *oi[axis:]]
         load, store = e.at(src, idx), e.at(o, idx)
-        _row_max(e, m, n, load)
+        e.use(src, o)  # o: first in the stores below
+        row_max(e, m, n, load)
         if eqn.op == "softmax":
             e.lines(f"{s} = 0.0")
             with e.lines.block(f"for j0 in range({n}):"):
@@ -300,84 +190,89 @@ def softmax(e: CudaEmitter, eqn: Eqn) -> None:
                 e.lines(f"{store} = {load} - {lse}")
 
 
-@cuda_rule("cross_entropy")
+@RULES("cross_entropy")
 def cross_entropy(e: CudaEmitter, eqn: Eqn) -> None:
     """mean over rows of logsumexp(z) - z[label]: one thread sums the rows (a negative label counts from the end)."""
     logits, labels = eqn.inputs
     (out,) = eqn.outputs
-    z, y, o = e.name(logits), e.name(labels), e.alloc(out)
-    c = e.dim(logits.shape[-1])
+    z, y, o = e.peek(logits), e.peek(labels), e.alloc(out)
     total, m, s, k, lse = e.temp("total"), e.temp("m"), e.temp("s"), e.temp("label"), e.temp("lse")
     with e.phase(eqn.op), e.parallel(()):
         e.lines(f"{total} = 0.0")
         with e.loops(labels.shape) as oi:
+            c = e.dim(logits.shape[-1])
             row = e.at(z, [*oi, "j0"])
-            _row_max(e, m, c, row)
+            e.use(z, y, o)
+            row_max(e, m, c, row)
             _row_logsumexp(e, lse, m, s, c, row)
             e.lines(f"{k} = {e.at(y, oi)}")
             with e.lines.block(f"if {k} < 0:"):
                 e.lines(f"{k} += {c}")
             e.lines(f"{total} += {lse} - {e.at(z, [*oi, k])}")
-        e.lines(f"{o}[0] = {total} / {_paren(e.count(labels.shape))}")
+        e.lines(f"{o}[0] = {total} / {paren(e.count(labels.shape))}")
 
 
-@cuda_rule("bce_logits")
+@RULES("bce_logits")
 def bce_logits(e: CudaEmitter, eqn: Eqn) -> None:
     """mean of max(z, 0) - z*y + log1p(e^-|z|): one thread sums."""
     logits, targets = eqn.inputs
     (out,) = eqn.outputs
-    z, y, o = e.name(logits), e.name(targets), e.alloc(out)
+    z, y, o = e.peek(logits), e.peek(targets), e.alloc(out)
     total, zv = e.temp("total"), e.temp("z")
     zero = e.lit(0.0, logits.dtype)
     with e.phase(eqn.op), e.parallel(()):
         e.lines(f"{total} = 0.0")
         with e.loops(logits.shape) as idx:
+            e.use(z, y, o)
             e.lines(f"{zv} = {e.at(z, idx)}")
             e.lines(f"{total} += max({zv}, {zero}) - {zv} * {e.at(y, idx)} + math.log1p(math.exp(-abs({zv})))")
-        e.lines(f"{o}[0] = {total} / {_paren(e.count(logits.shape))}")
+        e.lines(f"{o}[0] = {total} / {paren(e.count(logits.shape))}")
 
 
 # ---- convolution and pooling ---------------------------------------------------------------------
 # Names as in the CPU rules: i0 (batch), i1 (channel), i2, ... the output position; j0, ... inner loops;
 # k0, ... the taps of a window; u0, ... input positions.
-@cuda_rule("conv")
+@RULES("conv")
 def conv(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per output element: out[b, o, p] = sum over c, k of x[b, c, p*stride + k*dil - pad] * w[o, c, k]."""
     x, w = eqn.inputs
     (out,) = eqn.outputs
-    xs, ws, o = e.name(x), e.name(w), e.alloc(out)
+    xs, ws, o = e.peek(x), e.peek(w), e.alloc(out)
     acc = e.temp("acc")
     kernel = [e.dim(d) for d in w.shape[2:]]
     with e.phase("conv"), e.parallel(out.shape) as oi:
         e.lines(f"{acc} = 0.0")
         with ExitStack() as stack:
             stack.enter_context(e.lines.block(f"for j0 in range({e.dim(x.shape[1])}):"))
-            us = _window(e, stack, x, kernel, eqn.params, eqn.params["dilation"])
-            e.lines(f"{acc} += {e.at(xs, ['i0', 'j0', *us])} * {e.at(ws, ['i1', 'j0', *_taps(kernel)])}")
+            us = window(e, stack, x, kernel, eqn.params, eqn.params["dilation"])
+            e.use(xs, ws)
+            e.lines(f"{acc} += {e.at(xs, ['i0', 'j0', *us])} * {e.at(ws, ['i1', 'j0', *taps(kernel)])}")
+        e.use(o)
         e.lines(f"{e.at(o, oi)} = {acc}")
 
 
-@cuda_rule("conv_grad_input")
+@RULES("conv_grad_input")
 def conv_grad_input(e: CudaEmitter, eqn: Eqn) -> None:
     """Zeros, then one thread per element of dy adding dy[b, o, p] * w[o, c, k] into dx atomically."""
     dy, w = eqn.inputs
     (out,) = eqn.outputs
-    ds, ws, o = e.name(dy), e.name(w), e.alloc(out, fill=0.0)
+    ds, ws, o = e.peek(dy), e.peek(w), e.alloc(out, fill=0.0)
     kernel = [e.dim(d) for d in w.shape[2:]]
     with e.phase("conv_grad_input"), e.parallel(dy.shape) as oi, ExitStack() as stack:
         stack.enter_context(e.lines.block(f"for j0 in range({e.dim(w.shape[1])}):"))
-        us = _window(e, stack, out, kernel, eqn.params, eqn.params["dilation"])
+        us = window(e, stack, out, kernel, eqn.params, eqn.params["dilation"])
+        e.use(o, ds, ws)
         e.lines(f"cuda.atomic.add({o}, ({', '.join(['i0', 'j0', *us])}), "
-                f"{e.at(ds, oi)} * {e.at(ws, ['i1', 'j0', *_taps(kernel)])})")
+                f"{e.at(ds, oi)} * {e.at(ws, ['i1', 'j0', *taps(kernel)])})")
 
 
-@cuda_rule("conv_grad_weight")
+@RULES("conv_grad_weight")
 def conv_grad_weight(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per weight: sum over b and the output positions of x[b, c, p*stride + k*dil - pad] * dy[b, o, p]."""
     x, dy = eqn.inputs
     (out,) = eqn.outputs
     p = eqn.params
-    xs, ds, o = e.name(x), e.name(dy), e.alloc(out)
+    xs, ds, o = e.peek(x), e.peek(dy), e.alloc(out)
     acc = e.temp("acc")
     with e.phase("conv_grad_weight"), e.parallel(out.shape) as oi:
         e.lines(f"{acc} = 0.0")
@@ -387,10 +282,12 @@ def conv_grad_weight(e: CudaEmitter, eqn: Eqn) -> None:
             for s in range(p["nd"]):
                 pos = f"j{1 + s}"
                 stack.enter_context(e.lines.block(f"for {pos} in range({e.dim(dy.shape[2 + s])}):"))
-                us.append(_position(e, stack, s, pos, f"i{2 + s}", p["stride"][s], p["dilation"][s],
+                us.append(position(e, stack, s, pos, f"i{2 + s}", p["stride"][s], p["dilation"][s],
                                     p["padding"][s], x.shape[2 + s]))
             positions = [f"j{1 + s}" for s in range(p["nd"])]
+            e.use(xs, ds)
             e.lines(f"{acc} += {e.at(xs, ['j0', 'i1', *us])} * {e.at(ds, ['j0', 'i0', *positions])}")
+        e.use(o)
         e.lines(f"{e.at(o, oi)} = {acc}")
 
 
@@ -400,34 +297,38 @@ def _wrap(e: CudaEmitter, k: str, n: str) -> None:
         e.lines(f"{k} += {n}")
 
 
-@cuda_rule("take")
+@RULES("take")
 def take(e: CudaEmitter, eqn: Eqn) -> None:
     """One thread per output element: out[i..., j] = table[ids[i...], j]."""
     table, ids = eqn.inputs
     (out,) = eqn.outputs
-    t, i, o = e.name(table), e.name(ids), e.alloc(out)
+    t, i, o = e.peek(table), e.peek(ids), e.alloc(out)
     k = e.temp("row")
     with e.phase("take"), e.parallel(out.shape) as oi:
+        e.use(i)
         e.lines(f"{k} = {e.at(i, oi[:-1])}")
         _wrap(e, k, e.dim(table.shape[0]))
+        e.use(o, t)
         e.lines(f"{e.at(o, oi)} = {t}[{k}, {oi[-1]}]")
 
 
-@cuda_rule("take_grad")
+@RULES("take_grad")
 def take_grad(e: CudaEmitter, eqn: Eqn) -> None:
     """Zeros [rows, ...], then one thread per element of dy: out[ids[i], ...] += dy[i, ...] (atomically)."""
     ids, dy = eqn.inputs
     (out,) = eqn.outputs
-    i, d, o = e.name(ids), e.name(dy), e.alloc(out, fill=0.0)
+    i, d, o = e.peek(ids), e.peek(dy), e.alloc(out, fill=0.0)
     k = e.temp("row")
     lead = ids.type.rank
     with e.phase("take_grad"), e.parallel(dy.shape) as di:
+        e.use(i)
         e.lines(f"{k} = {e.at(i, di[:lead])}")
         _wrap(e, k, e.dim(out.shape[0]))
+        e.use(o, d)
         e.lines(f"cuda.atomic.add({o}, ({', '.join([k, *di[lead:]])},), {e.at(d, di)})")
 
 
-@cuda_rule("reshape")
+@RULES("reshape")
 def reshape(e: CudaEmitter, eqn: Eqn) -> None:
     """The same elements (every array here is C-contiguous): a reshaped view, on the host or in the kernel."""
     (x,), (out,) = eqn.inputs, eqn.outputs
@@ -436,7 +337,7 @@ def reshape(e: CudaEmitter, eqn: Eqn) -> None:
 
 
 # ---- recurrences: one persistent kernel --------------------------------------------------------------
-@cuda_rule("scan")
+@RULES("scan")
 def scan(e: CudaEmitter, eqn: Eqn) -> None:
     """One single-block kernel looping over the steps; each body equation a block-strided loop and a barrier.
 
@@ -447,11 +348,11 @@ def scan(e: CudaEmitter, eqn: Eqn) -> None:
     body = p["body"]
     consts, seqs, inits = split_inputs(eqn.inputs, p)
     nc, ns = p["n_consts"], p["n_seqs"]
-    length = e.dim(p["length"])
     history = [e.alloc(v) for v in eqn.outputs]  # [T, ...] per state, in time order
     outputs = [v.uid for v in body.outputs]
     body_inputs = {v.uid for v in body.inputs}
     with e.persistent("scan"):
+        length = e.dim(p["length"])
         n, t = e.temp("n"), e.temp("t")
         with e.lines.block(f"for {n} in range({length}):"):
             e.lines(f"{t} = {length} - 1 - {n}" if p["reverse"] else f"{t} = {n}")
@@ -470,6 +371,7 @@ def scan(e: CudaEmitter, eqn: Eqn) -> None:
             for hist, out, (_name, lag) in zip(history, eqn.outputs, p["states"]):
                 if lag == 0:
                     continue
+                e.use(hist)
                 start = e.name(next(init))
                 rank = out.type.rank - 1
                 for k in range(1, lag + 1):
@@ -477,12 +379,13 @@ def scan(e: CudaEmitter, eqn: Eqn) -> None:
                     e.lines(f"{e.define(next(lagged))} = {e.row(hist, step, rank)} if {n} >= {k} else {start}")
             for hist, v in zip(history, body.outputs):  # computed straight into row t where possible
                 if outputs.count(v.uid) == 1 and v.uid not in body_inputs:
-                    e.dest[v.uid] = e.row(hist, t, v.type.rank)
+                    e.dest[v.uid], e.dest_arrays[v.uid] = e.row(hist, t, v.type.rank), hist
             e.emit_graph(body)
             for hist, v in zip(history, body.outputs):
                 unplaced = e.dest.pop(v.uid, None) is not None  # its rule made no new array (a view)
+                e.dest_arrays.pop(v.uid, None)
                 if unplaced or outputs.count(v.uid) > 1 or v.uid in body_inputs:
-                    e.lines.comment(f"{hist}[{t}] = {e.name(v) if v.uid in e.arrays else 'its value'}")
+                    e.lines.comment(f"{hist}[{t}] = {e.peek(v) if v.uid in e.arrays else 'its value'}")
                     e.copy(hist, [t], v)
 
 
@@ -492,4 +395,4 @@ def lifted_random(e: CudaEmitter, eqn: Eqn) -> None:
                          f"turned it into an input")
 
 
-cuda_rule(*(name for name, op in REGISTRY.items() if op.random))(lifted_random)
+RULES(*(name for name, op in REGISTRY.items() if op.random))(lifted_random)
