@@ -41,10 +41,11 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import distributed
 from .config import TrainConfig
 from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
 from ..errors import InputError
-from .metrics import Metric, choose_metric, evaluate
+from .metrics import Metric, choose_metric
 from .nanguard import first_nonfinite, nonfinite_error
 from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer
 
@@ -163,6 +164,7 @@ class Trainer:
                  grad_flow: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None,
                  **overrides: Any):
         self.model = model
+        self.world = distributed.world()  # one process, or this rank of an MPI run (data-parallel)
         self.resumed = ckpt_io.load(resume) if resume is not None else None
         if config is None:
             if self.resumed is not None:  # the run's own settings, then any overrides
@@ -181,7 +183,9 @@ class Trainer:
         self.plots = Path(plots) if plots is not None else None
         self.want_grad_flow = grad_flow
         self.on_epoch = on_epoch
-        self.show = progress
+        self.show = progress and self.world.is_root  # only rank 0 prints and plots
+        if not self.world.is_root:
+            self.plots = None
         from rich.console import Console
 
         self.console = console or Console(stderr=True, highlight=False)
@@ -200,17 +204,19 @@ class Trainer:
         flows_before = self._grad_flow(params) if self.want_grad_flow else None
         steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch)
         first = len(history.records) + 1
-        steps = (CudaSteps if model.target == "cuda" else HostSteps)(model, self.optimizer, cfg.clip, params, state)
+        steps = self._steps(params, state)
+        self.world.check_same(params, "at the start")
         for epoch in range(first, cfg.epochs + 1):
             record = self._epoch(epoch, steps, steps_per_epoch)
             history.records.append(record)
+            self.world.check_same(steps.host()[0], f"after epoch {epoch}")
             if self.checkpoint is not None:
                 self._save(*steps.host(), history)
             if self.on_epoch is not None:
                 self.on_epoch(record)
         params, state = steps.host()
         if self.test_set is not None:
-            history.test = evaluate(model, params, self.test_set, self.metric, seed=cfg.seed)
+            history.test = self.world.evaluate(model, params, self.test_set, self.metric, seed=cfg.seed)
         if self.want_grad_flow:
             self._report_grad_flow(history, flows_before, self._grad_flow(params))
         history.seconds = time.perf_counter() - started + (history.seconds or 0.0)
@@ -244,6 +250,14 @@ class Trainer:
         history.seconds = float(ck.meta.get("seconds", 0.0))
         return params, ck.opt_state, history
 
+    def _steps(self, params, state: OptState) -> HostSteps | CudaSteps | distributed.DataParallelSteps:
+        """Where the steps run: this process's target, or this rank's rows under MPI."""
+        model, cfg = self.model, self.cfg
+        if self.world.parallel:
+            return distributed.DataParallelSteps(self.world, model, self.optimizer, cfg.clip, params, state,
+                                                 self.train_set.axes)
+        return (CudaSteps if model.target == "cuda" else HostSteps)(model, self.optimizer, cfg.clip, params, state)
+
     def _epoch(self, epoch: int, steps: HostSteps | CudaSteps, steps_per_epoch: int) -> EpochRecord:
         model, cfg = self.model, self.cfg
         order = epoch_order(cfg.seed, epoch, len(self.train_set))
@@ -262,7 +276,8 @@ class Trainer:
                 loss_sum, seen, norm_sum = loss_sum + loss * size, seen + size, norm_sum + norm
                 bar.advance(loss_sum / seen, seen / (time.perf_counter() - started))
             seconds = time.perf_counter() - started
-            val = evaluate(model, steps.host()[0], self.val_set, self.metric, seed=cfg.seed) if self.val_set else {}
+            val = self.world.evaluate(model, steps.host()[0], self.val_set, self.metric, seed=cfg.seed) \
+                if self.val_set else {}
             bar.finish(val)
         return EpochRecord(epoch, lr, loss_sum / max(seen, 1), val, seconds, seen / max(seconds, 1e-9),
                            norm_sum / max(k + 1, 1))
@@ -296,6 +311,8 @@ class Trainer:
 
     # -- checkpoints, grad flow, plots, output ---------------------------------------------------
     def _save(self, params, state: OptState, history: History) -> None:
+        if not self.world.is_root:  # rank 0 writes; every rank holds the same state (World.check_same)
+            return
         meta = {"spec_hash": ckpt_io.spec_hash(self.model), "model": self.model.name,
                 "config": self.cfg.model_dump(), "epoch": len(history.records), "step": state.step,
                 "rng": {"seed": self.cfg.seed, "epoch": len(history.records), "step": state.step},
