@@ -174,9 +174,11 @@ class World:
     def abort(self, code: int) -> None:
         """Stop every rank (after this one has said why)."""
         if self.parallel:
+            sys.stdout.flush()
             sys.stderr.flush()
-            if not self.is_root:
-                time.sleep(1.0)  # let rank 0 report a failure that every rank shares, once
+            # the launcher forwards output asynchronously and an abort drops what it has not sent yet: wait a
+            # little; the other ranks longer, so that a failure every rank shares is reported once, by rank 0
+            time.sleep(0.5 if self.is_root else 1.5)
             self.comm.Abort(code)
 
 

@@ -3,7 +3,8 @@
     [mpiexec -n N] python tests/mpi/train_rank.py SPEC OUT '{"epochs": 2, ...}'
 
 Trains SPEC on the digits with the given options (train()'s keywords; "target" picks the target,
-"kill_after_epoch": [rank, epoch] kills that rank with SIGKILL after that epoch), then rank 0 writes
+"stop_after_epoch": [rank, epoch, "kill" | "hang"] kills that rank with SIGKILL, or
+makes it hang, after that epoch), then rank 0 writes
 OUT.npz (the trained parameters) and OUT.json (the history, the ranks' thread counts, the loss reduction).
 """
 
@@ -11,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -21,13 +23,15 @@ from specc.training.train import train
 
 spec, out, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 target = options.pop("target", "interp")
-kill = options.pop("kill_after_epoch", None)
+stop = options.pop("stop_after_epoch", None)
 w = world()
 
 
 def on_epoch(record):
-    if kill is not None and w.rank == kill[0] and record.epoch == kill[1]:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if stop is not None and w.rank == stop[0] and record.epoch == stop[1]:
+        if stop[2] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(3600)
 
 
 history = train(compile(spec, target=target), "digits", progress=False, on_epoch=on_epoch, **options)
