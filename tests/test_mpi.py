@@ -208,6 +208,7 @@ def _params(path: Path) -> dict[str, np.ndarray]:
     return ckpt_io.load(path).params
 
 
+@pytest.mark.mpi
 def test_workers_2_equals_one_process(mpiexec, spec, one_process, tmp_path):
     """specc train --workers 2 (dropout, an uneven split, a short last batch) = one process; rank 0 alone prints."""
     out = tmp_path / "two.npz"
@@ -219,6 +220,7 @@ def test_workers_2_equals_one_process(mpiexec, spec, one_process, tmp_path):
     _assert_same_run(json.loads(lines[0]), _params(out), one_process)
 
 
+@pytest.mark.mpi
 def test_resume_one_process_run_on_2_ranks(mpiexec, spec, one_process, tmp_path):
     first = tmp_path / "first.npz"
     train(compile(spec, target="interp"), "digits", progress=False, checkpoint=first, epochs=1)
@@ -231,6 +233,7 @@ def test_resume_one_process_run_on_2_ranks(mpiexec, spec, one_process, tmp_path)
     _assert_same_run(summary, _params(out), one_process)
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("how", ["kill", "hang"])
 def test_a_lost_rank_stops_the_others_and_leaves_the_checkpoint(mpiexec, spec, one_process, tmp_path, how):
     """Rank 1 dies (SIGKILL) or hangs after epoch 1.  A dead rank: mpiexec (MPICH's Hydra) stops the others.
@@ -252,6 +255,7 @@ def test_a_lost_rank_stops_the_others_and_leaves_the_checkpoint(mpiexec, spec, o
         np.testing.assert_allclose(history.params[k], p, rtol=0, atol=1e-5, err_msg=k)
 
 
+@pytest.mark.mpi
 def test_thread_default_and_the_parameter_check(mpiexec):
     """Each rank's kernels get cores / ranks on the host; ranks holding different parameters are named."""
     script = (
