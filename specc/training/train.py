@@ -10,7 +10,10 @@ on the way, a progress bar per epoch, checkpoints, plots.
 A step runs where the model's target does: on the host (:class:`HostSteps`:
 NumPy parameters, :mod:`specc.training.optim`), or for target cuda on the GPU
 (:class:`CudaSteps`: parameters and optimizer state stay device arrays for the
-whole run, updated by :mod:`specc.backends.cuda.optim`'s kernels).
+whole run, updated by :mod:`specc.backends.cuda.optim`'s kernels); started by
+``mpiexec``, on this rank's rows of every batch, the gradients summed over the
+ranks (:class:`specc.training.distributed.DataParallelSteps`; rank 0 alone
+prints and writes).
 
 Reproducible by construction: every random choice is derived from the run's
 seed and a position, never from a generator carried along:
@@ -209,7 +212,8 @@ class Trainer:
         for epoch in range(first, cfg.epochs + 1):
             record = self._epoch(epoch, steps, steps_per_epoch)
             history.records.append(record)
-            self.world.check_same(steps.host()[0], f"after epoch {epoch}")
+            if self.world.parallel:  # every rank holds the same parameters (CudaSteps.host() would copy them)
+                self.world.check_same(steps.host()[0], f"after epoch {epoch}")
             if self.checkpoint is not None:
                 self._save(*steps.host(), history)
             if self.on_epoch is not None:
