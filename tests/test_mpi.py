@@ -259,25 +259,28 @@ def test_a_lost_rank_stops_the_others_and_leaves_the_checkpoint(mpiexec, spec, o
 def test_thread_default_and_the_parameter_check(mpiexec):
     """Each rank's kernels get cores / ranks on the host; ranks holding different parameters are named."""
     script = (
-        "from specc.training.distributed import world, DistributedError\n"
-        "from specc.backends.cpu.runtime import kernel_threads\n"
+        "import json\n"
         "import numpy as np\n"
+        "from specc.backends.cpu.runtime import kernel_threads\n"
+        "from specc.training.distributed import DistributedError, world\n"
         "w = world()\n"
-        "print('threads', w.rank, w.local_size, kernel_threads(), flush=True)\n"
         "p = {'a': np.ones(3, np.float32), 'b': np.ones(2, np.float32)}\n"
         "w.check_same(p, 'after epoch 1')\n"
         "p['b'][1] += w.rank\n"
         "try:\n"
         "    w.check_same(p, 'after epoch 2')\n"
+        "    caught = None\n"
         "except DistributedError as e:\n"
-        "    print('caught', w.rank, e.message, flush=True)\n")
+        "    caught = e.message\n"
+        "every = w.comm.gather([w.rank, w.local_size, kernel_threads(), caught], root=0)\n"
+        "if w.is_root:\n"
+        "    print(json.dumps(every))\n")
     r = _run([mpiexec, "-n", "2", sys.executable, "-c", script])
     assert r.returncode == 0, r.stderr
     cores = len(os.sched_getaffinity(0))
     want = cores if cores < (os.cpu_count() or cores) else max(1, cores // 2)
-    threads = sorted(line.split()[1:] for line in r.stdout.splitlines() if line.startswith("threads"))
-    assert threads == [["0", "2", str(want)], ["1", "2", str(want)]]
-    caught = [line for line in r.stdout.splitlines() if line.startswith("caught")]
-    assert len(caught) == 2 and all("after epoch 2: 'b' differs first (rank 1 vs rank 0" in c for c in caught)
+    every = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [e[:3] for e in every] == [[0, 2, want], [1, 2, want]]
+    assert all("after epoch 2: 'b' differs first (rank 1 vs rank 0" in e[3] for e in every)
     r = _run([mpiexec, "-n", "2", sys.executable, "-c", script], SPECC_NUM_THREADS="3")
-    assert all(line.endswith(" 3") for line in r.stdout.splitlines() if line.startswith("threads"))
+    assert [e[2] for e in json.loads(r.stdout.strip().splitlines()[-1])] == [3, 3]
