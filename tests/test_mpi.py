@@ -21,7 +21,7 @@ from specc import compile
 from specc.errors import InputError
 from specc.ir.dims import Dim
 from specc.ops import REGISTRY, RefContext
-from specc.ops.shard import RowWindow, batch_rows, shard, take_rows
+from specc.ops.shard import RowWindow, batch_rows, shard
 from specc.training import checkpoint as ckpt_io
 from specc.training.distributed import GradReducer, World, loss_reduction, rank_threads
 from specc.training.launch import mpiexec_command, rank_argv
