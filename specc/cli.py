@@ -163,6 +163,10 @@ def add_train_commands(command) -> None:
                    help="report ||dL/dS_t|| per time step for each recurrent state, before and after training")
     t.add_argument("--plots", type=Path, metavar="DIR", help="write loss/metric curves (and more) as PNG here")
     t.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    t.add_argument("--workers", type=int, metavar="N",
+                   help="train data-parallel on N MPI ranks (runs mpiexec -n N; needs the mpi extra)")
+    t.add_argument("--hosts", metavar="A,B", help="with --workers: the machines to start ranks on")
+    t.add_argument("--hostfile", type=Path, metavar="FILE", help="with --workers: mpiexec's host file")
     e = command("eval", "loss and metric of trained parameters on held-out data")
     data_options(e)
     e.add_argument("--params", type=Path, required=True, metavar="CKPT", help="a checkpoint or .npz of parameters")
@@ -172,18 +176,27 @@ def add_train_commands(command) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: --workers starts it again on N ranks
     try:
         return COMMANDS[args.command](args)
     except SpeccError as e:
         if args.debug:
             traceback.print_exc()
         print(e.render(), file=sys.stderr)
-        return 1
+        return _stop_ranks(1)
     except (OSError, ValueError) as e:
         if args.debug:
             raise
         print(f"specc: error: {e}", file=sys.stderr)
-        return 1
+        return _stop_ranks(1)
+
+
+def _stop_ranks(code: int) -> int:
+    """Under mpiexec the other ranks may be waiting for this one: an error stops them all."""
+    from .training.distributed import abort_if_parallel
+
+    abort_if_parallel(code)
+    return code
 
 
 TARGET_CHOICES = ["cpu", "cuda", "interp"]
@@ -422,6 +435,10 @@ def cmd_train(args) -> int:
     from .api import compile
     from .training.train import Trainer
 
+    if args.workers is not None or args.hosts or args.hostfile:
+        from .training.launch import launch
+
+        return launch(args.workers, args.argv, hosts=args.hosts, hostfile=args.hostfile)
     model = compile(args.spec, target=args.target, dtype=args.dtype, model=args.model)
     out = args.output or Path(f"{Path(args.spec).stem}.ckpt.npz")
     overrides = {"epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer, "lr": args.lr,
@@ -432,9 +449,10 @@ def cmd_train(args) -> int:
     try:
         history = trainer.fit()
     except KeyboardInterrupt:
-        print(f"interrupted; the last finished epoch is in {out} (continue with --resume {out})", file=sys.stderr)
+        if trainer.world.is_root:
+            print(f"interrupted; the last finished epoch is in {out} (continue with --resume {out})", file=sys.stderr)
         return 130
-    if args.json:
+    if args.json and trainer.world.is_root:
         print(json.dumps({k: v for k, v in history.to_dict().items() if k != "config"}))
     return 0
 
@@ -444,7 +462,8 @@ def cmd_eval(args) -> int:
 
     from .training.checkpoint import load_params
     from .training.data import load_any
-    from .training.metrics import choose_metric, evaluate
+    from .training.distributed import world
+    from .training.metrics import choose_metric
     from .training.train import blas_threads
 
     model = _compile(args)
@@ -454,8 +473,10 @@ def cmd_eval(args) -> int:
     metric = choose_metric(model)
     t0 = time.perf_counter()
     with blas_threads():  # as in training, so the numbers match the training run's to the bit
-        result = evaluate(model, params, data, metric, batch=args.batch, seed=args.seed)
+        result = world().evaluate(model, params, data, metric, batch=args.batch, seed=args.seed)  # sharded under MPI
     elapsed = time.perf_counter() - t0
+    if not world().is_root:
+        return 0
     shown = f"{metric.name} {metric.format(result[metric.name])}, " if metric else ""
     print(f"{data.name}: {len(data)} examples: {shown}loss {result['loss']:.4f} ({elapsed:.2f} s)")
     if args.json:

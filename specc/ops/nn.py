@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..ir.dims import Dim, shape_str
 from ..ir.core import TensorType
 from .core import Op, ShapeRuleError, need_float, need_int, np_dtype, register, same_dtype
+from .shard import draw_plan
 
 
 # ---- softmax / log_softmax -------------------------------------------------------------
@@ -268,23 +269,28 @@ def _rand_infer(ins, p):
     return [TensorType(p["dtype"], tuple(p["shape"]))]
 
 
+# In data-parallel training a rank draws the whole batch's numbers and keeps its rows
+# (specc.ops.shard), so the draws do not depend on how many ranks share the batch.
+def _draw(ctx, p, fn):
+    shape, cut = draw_plan(p["shape"], dict(ctx.dims))
+    out = fn(ctx.rng(p["stream"]), shape)
+    return out if cut is None else np.ascontiguousarray(out[cut])
+
+
 def _normal_ref(ctx, ins, p):
-    shape = ctx.shape(p["shape"])
-    return [ctx.rng(p["stream"]).standard_normal(shape).astype(np_dtype(p["dtype"]))]
+    return [_draw(ctx, p, lambda rng, shape: rng.standard_normal(shape)).astype(np_dtype(p["dtype"]))]
 
 
 def _uniform_ref(ctx, ins, p):
-    shape = ctx.shape(p["shape"])
-    return [ctx.rng(p["stream"]).random(shape).astype(np_dtype(p["dtype"]))]
+    return [_draw(ctx, p, lambda rng, shape: rng.random(shape)).astype(np_dtype(p["dtype"]))]
 
 
 def _dropout_mask_ref(ctx, ins, p):
-    shape = ctx.shape(p["shape"])
     dt = np_dtype(p["dtype"])
     keep = 1.0 - p["p"]
     if not ctx.training or p["p"] == 0.0:
-        return [np.ones(shape, dtype=dt)]
-    u = ctx.rng(p["stream"]).random(shape)
+        return [np.ones(ctx.shape(p["shape"]), dtype=dt)]
+    u = _draw(ctx, p, lambda rng, shape: rng.random(shape))
     return [np.where(u < keep, 1.0 / keep, 0.0).astype(dt)]
 
 

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..ops.shard import RowWindow, batch_rows, shard, take_rows
+from .data import batch_dim
+
 if TYPE_CHECKING:
     from ..api import Model
     from .data import Dataset
@@ -69,16 +72,42 @@ def choose_metric(model: Model) -> Metric | None:
 def evaluate(model: Model, params: Mapping[str, np.ndarray], data: Dataset, metric: Metric | None,
              *, batch: int = 256, seed: int = 0) -> dict[str, float]:
     """Mean loss (weighted by batch size) and the metric over ``data``, in inference mode."""
+    return totals_result(evaluate_totals(model, params, data, metric, batch=batch, seed=seed), metric)
+
+
+def evaluate_totals(model: Model, params: Mapping[str, np.ndarray], data: Dataset, metric: Metric | None,
+                    *, batch: int = 256, seed: int = 0, part: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """[loss sum, examples, metric sum, metric count] over ``data``: sums that add up across parts.
+
+    ``part = (r, n)``: only the r-th of n row blocks of every batch (data-parallel evaluation sums
+    the parts over the ranks, :mod:`specc.training.distributed`); a part's random draws (a VAE's
+    noise) are its rows of the whole batch's, so the sums are those of one process.
+    """
+    rank, ranks = part
+    dim = batch_dim(model) if ranks > 1 else ""
     loss_sum, n, m_sum, m_count = 0.0, 0, 0.0, 0
     for b in data.batches(batch):
-        outs = model.forward(params, seed=seed, training=False, **b)
         size = b[next(iter(b))].shape[data.axes[next(iter(b))]]
+        window = None
+        if ranks > 1:
+            lo, hi = shard(size, rank, ranks)
+            if hi == lo:
+                continue
+            b, window, size = take_rows(b, data.axes, lo, hi), RowWindow(dim, size, lo, hi), hi - lo
+        with batch_rows(window):
+            outs = model.forward(params, seed=seed, training=False, **b)
         if "loss" in outs:
             loss_sum += float(outs["loss"]) * size
         n += size
         if metric is not None:
             s, c = metric.totals(outs, b)
             m_sum, m_count = m_sum + s, m_count + c
+    return np.array([loss_sum, n, m_sum, m_count], dtype=np.float64)
+
+
+def totals_result(totals: np.ndarray, metric: Metric | None) -> dict[str, float]:
+    """The mean loss and metric from :func:`evaluate_totals`' sums."""
+    loss_sum, n, m_sum, m_count = (float(t) for t in totals)
     result = {"loss": loss_sum / max(n, 1)}
     if metric is not None:
         result[metric.name] = m_sum / max(m_count, 1)

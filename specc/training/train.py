@@ -10,7 +10,10 @@ on the way, a progress bar per epoch, checkpoints, plots.
 A step runs where the model's target does: on the host (:class:`HostSteps`:
 NumPy parameters, :mod:`specc.training.optim`), or for target cuda on the GPU
 (:class:`CudaSteps`: parameters and optimizer state stay device arrays for the
-whole run, updated by :mod:`specc.backends.cuda.optim`'s kernels).
+whole run, updated by :mod:`specc.backends.cuda.optim`'s kernels); started by
+``mpiexec``, on this rank's rows of every batch, the gradients summed over the
+ranks (:class:`specc.training.distributed.DataParallelSteps`; rank 0 alone
+prints and writes).
 
 Reproducible by construction: every random choice is derived from the run's
 seed and a position, never from a generator carried along:
@@ -41,11 +44,12 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import distributed
 from .config import TrainConfig
 from .history import EpochRecord, History  # noqa: F401  (History is public here too)
 from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
 from ..errors import InputError
-from .metrics import Metric, choose_metric, evaluate
+from .metrics import Metric, choose_metric
 from .nanguard import first_nonfinite, nonfinite_error
 from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer
 
@@ -112,6 +116,7 @@ class Trainer:
                  grad_flow: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None,
                  **overrides: Any):
         self.model = model
+        self.world = distributed.world()  # one process, or this rank of an MPI run (data-parallel)
         self.resumed = ckpt_io.load(resume) if resume is not None else None
         if config is None:
             if self.resumed is not None:  # the run's own settings, then any overrides
@@ -130,7 +135,9 @@ class Trainer:
         self.plots = Path(plots) if plots is not None else None
         self.want_grad_flow = grad_flow
         self.on_epoch = on_epoch
-        self.show = progress
+        self.show = progress and self.world.is_root  # only rank 0 prints and plots
+        if not self.world.is_root:
+            self.plots = None
         from rich.console import Console
 
         self.console = console or Console(stderr=True, highlight=False)
@@ -149,17 +156,20 @@ class Trainer:
         flows_before = self._grad_flow(params) if self.want_grad_flow else None
         steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch)
         first = len(history.records) + 1
-        steps = (CudaSteps if model.backend.device_resident else HostSteps)(model, self.optimizer, cfg.clip, params, state)
+        steps = self._steps(params, state)
+        self.world.check_same(params, "at the start")
         for epoch in range(first, cfg.epochs + 1):
             record = self._epoch(epoch, steps, steps_per_epoch)
             history.records.append(record)
+            if self.world.parallel:  # every rank holds the same parameters (CudaSteps.host() would copy them)
+                self.world.check_same(steps.host()[0], f"after epoch {epoch}")
             if self.checkpoint is not None:
                 self._save(*steps.host(), history)
             if self.on_epoch is not None:
                 self.on_epoch(record)
         params, state = steps.host()
         if self.test_set is not None:
-            history.test = evaluate(model, params, self.test_set, self.metric, seed=cfg.seed)
+            history.test = self.world.evaluate(model, params, self.test_set, self.metric, seed=cfg.seed)
         if self.want_grad_flow:
             self._report_grad_flow(history, flows_before, self._grad_flow(params))
         history.seconds = time.perf_counter() - started + (history.seconds or 0.0)
@@ -193,6 +203,14 @@ class Trainer:
         history.seconds = float(ck.meta.get("seconds", 0.0))
         return params, ck.opt_state, history
 
+    def _steps(self, params, state: OptState) -> HostSteps | CudaSteps | distributed.DataParallelSteps:
+        """Where the steps run: this process's target, or this rank's rows under MPI."""
+        model, cfg = self.model, self.cfg
+        if self.world.parallel:
+            return distributed.DataParallelSteps(self.world, model, self.optimizer, cfg.clip, params, state,
+                                                 self.train_set.axes)
+        return (CudaSteps if model.backend.device_resident else HostSteps)(model, self.optimizer, cfg.clip, params, state)
+
     def _epoch(self, epoch: int, steps: HostSteps | CudaSteps, steps_per_epoch: int) -> EpochRecord:
         model, cfg = self.model, self.cfg
         order = epoch_order(cfg.seed, epoch, len(self.train_set))
@@ -211,7 +229,8 @@ class Trainer:
                 loss_sum, seen, norm_sum = loss_sum + loss * size, seen + size, norm_sum + norm
                 bar.advance(loss_sum / seen, seen / (time.perf_counter() - started))
             seconds = time.perf_counter() - started
-            val = evaluate(model, steps.host()[0], self.val_set, self.metric, seed=cfg.seed) if self.val_set else {}
+            val = self.world.evaluate(model, steps.host()[0], self.val_set, self.metric, seed=cfg.seed) \
+                if self.val_set else {}
             bar.finish(val)
         return EpochRecord(epoch, lr, loss_sum / max(seen, 1), val, seconds, seen / max(seconds, 1e-9),
                            norm_sum / max(k + 1, 1))
@@ -245,6 +264,8 @@ class Trainer:
 
     # -- checkpoints, grad flow, plots, output ---------------------------------------------------
     def _save(self, params, state: OptState, history: History) -> None:
+        if not self.world.is_root:  # rank 0 writes; every rank holds the same state (World.check_same)
+            return
         meta = {"spec_hash": ckpt_io.spec_hash(self.model), "model": self.model.name,
                 "config": self.cfg.model_dump(), "epoch": len(history.records), "step": state.step,
                 "rng": {"seed": self.cfg.seed, "epoch": len(history.records), "step": state.step},
