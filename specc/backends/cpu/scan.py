@@ -109,7 +109,7 @@ def _scan_loop(e: CpuEmitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan,
         for bv, v, kind in zip(body.inputs[nc:nc + ns], seqs, kinds[nc:nc + ns]):
             mine = block if kind == ROW else ""
             if v.uid in e.arrays:
-                e.lines(f"{e.define(bv)} = {e.name(v)}[{t}{mine}]")
+                e.lines(f"{e.define(bv)} = {_row(e.name(v), t, mine, bv)}")
             elif v.uid in e.views:  # read in place through the view: row t of it
                 if mine:
                     e.views[bv.uid] = (v, lambda idx, t=t: [t, *shifted(idx)])
@@ -127,10 +127,11 @@ def _scan_loop(e: CpuEmitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan,
             start = e.name(next(init)) + (f"[{lo}:{rows[2]}]" if rows else "")
             for k in range(1, lag + 1):
                 row = f"{t} + {k}" if p["reverse"] else f"{t} - {k}"
-                e.lines(f"{e.define(next(lagged))} = {hist}[{row}{block}] if {n} >= {k} else {start}")
+                bv = next(lagged)
+                e.lines(f"{e.define(bv)} = {_row(hist, row, block, bv)} if {n} >= {k} else {start}")
         for hist, v in zip(history, body.outputs):  # computed straight into row t where possible
             if outputs[v.uid] == 1 and v.uid not in body_inputs:
-                e.dest[v.uid], e.dest_arrays[v.uid] = f"{hist}[{t}{block}]", hist
+                e.dest[v.uid], e.dest_arrays[v.uid] = _row(hist, t, block, v), hist
         e.emit_graph(body)
         for hist, v in zip(history, body.outputs):
             unplaced = e.dest.pop(v.uid, None) is not None  # its rule made no new array (a view)
@@ -146,6 +147,15 @@ def _scan_loop(e: CpuEmitter, eqn: Eqn, history: list[str], rows: tuple[RowPlan,
                     e.copy(hist, [t], v)
     for uid in made:
         del e.transposed[uid]
+
+
+def _row(hist: str, t: str, block: str, v: Value) -> str:
+    """Row ``t`` of a history as an array view.  A per-step scalar's row is a 0-d view
+    (``h[t:t + 1].reshape(())``): ``h[t]`` would be a number, which can be neither written in
+    place nor unified with the 0-d initial value."""
+    if v.type.rank == 0 and not block:
+        return f"{hist}[{t}:{t} + 1].reshape(())"
+    return f"{hist}[{t}{block}]"
 
 
 def _transpose_constants(e: CpuEmitter, eqn: Eqn, kinds: Sequence[str]) -> list[int]:
