@@ -60,12 +60,7 @@ def build_program(source: Source, dtype: str | None = None, model: str | None = 
 
 def check_layers(source: Source) -> None:
     """Elaborate every layer of the file itself on symbolic sizes (catches errors in unused layers)."""
-    mod = elaborate.load_module(source)
-    el = elaborate.Elaborator(mod)
-    el.declare_global_dims()
-    for layer in mod.layers.values():
-        if layer.span.source is source:
-            el.trial_layer(layer)
+    elaborate.check_layers(source)
 
 
 class Model:
