@@ -21,7 +21,7 @@ from .builtins import Axes, IntOrPair, Shape, Size, Tensor, signature_text
 from .context import Context, Frame
 from .diagnostics import describe_static, rule_error
 from .expressions import expr, tensor
-from .sizes import exact_div
+from .sizes import MAX_SIZE, check_size, exact_div
 from .syntax import snippet
 from ..errors import ArgumentError, Span, did_you_mean
 from ..ir.core import Value
@@ -101,7 +101,7 @@ class CallCtx:
                 val = val.value
             if isinstance(val, bool) or not isinstance(val, int):
                 self.fail(f"argument '{name}' must be an integer, got {describe_static(val)}", a.span)
-            return val
+            return check_size(as_dim(val), a.span, f"argument '{name}'").value
         if ann is bool:
             if not isinstance(val, bool):
                 self.fail(f"argument '{name}' must be true or false", a.span)
@@ -117,7 +117,7 @@ class CallCtx:
                 if isinstance(it, int) and it == -1 and self.call.func in SHAPE_HOLES:
                     out.append(-1)
                     continue
-                d = as_dim(it)
+                d = check_size(as_dim(it), it_ast.span)
                 if d.is_const and d.value <= 0:
                     self.fail(f"a size must be positive, got {d}", it_ast.span,
                               hint="only reshape takes -1, for the size that makes the element count match"
@@ -172,6 +172,8 @@ class CallCtx:
         items = v if isinstance(v, list) else [v] * n
         if len(items) != n or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in items):
             self.fail(f"expected a non-negative integer or a list of {n}, got {v}")
+        if any(i > MAX_SIZE for i in items):
+            self.fail(f"{max(items):,} is too large (the largest is {MAX_SIZE:,})")
         return tuple(items)
 
     def resolve_reshape(self, x: Value, shape: list) -> tuple[Dim, ...]:

@@ -14,6 +14,7 @@ parameters' names and the chain of layer calls that led to it.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,17 @@ from ..errors import Source, Span
 from ..ir.builder import GraphBuilder
 from ..ir.core import ParamInfo, Value
 from ..ir.dims import Dim
+
+
+NESTING_MARGIN = 200  # Python frames kept free: nesting deeper than the interpreter allows is a spec error
+
+
+def stack_room() -> int:
+    """How many more Python frames the interpreter allows here (the elaborator recurses over the spec)."""
+    depth, f = 0, sys._getframe()
+    while f is not None:
+        depth, f = depth + 1, f.f_back
+    return sys.getrecursionlimit() - depth
 
 
 @dataclass
@@ -119,6 +131,7 @@ class Context:
         self.global_scope = Scope()  # the sizes of every file: what a model sees
         self.file_scopes: dict[Source, Scope] = {}  # the sizes each file sees: its own and those of its uses
         self.declared: dict[int, Span] = {}  # uid of a model input or parameter -> its declaration
+        self.nesting = 0  # expressions being evaluated, one inside the other (layer bodies included)
 
     def call(self, e: A.Call, frame: Frame) -> Value:
         """Elaborate a call of a layer or a builtin (provided by the coordinator, :mod:`.elaborate`)."""

@@ -17,7 +17,7 @@ from . import ast as A
 from .builtins import BUILTINS
 from .context import Context, DimInfo, Frame
 from .loader import STD_NAME
-from ..errors import DTypeError, ShapeError, SpeccError, SpecNameError, Span, did_you_mean
+from ..errors import DTypeError, ModelError, ShapeError, SpeccError, SpecNameError, Span, did_you_mean
 from ..ir.builder import GraphBuilder
 from ..ir.core import Value
 from ..ir.dims import Dim
@@ -139,6 +139,18 @@ def at_call_site(err: SpeccError, layer: A.LayerDef, call_span: Span | None) -> 
     here = f"in layer '{layer.name}' called at {call_span}"
     related = [(f"in the standard library's '{layer.name}'", span)] + err.related
     return type(err)(err.message, call_span, [n for n in err.notes if n != here], err.hint, err.kind, related)
+
+
+def too_deep(frame: Frame, span: Span) -> SpeccError:
+    """Nesting deeper than the compiler can follow: an error at the spot, not a RecursionError."""
+    depth = len(frame.layer_stack)
+    if depth >= 16:
+        notes = call_notes(frame)
+        return ModelError(f"layer calls are nested too deeply ({depth} layers, one inside the other)", span,
+                          notes=notes[:3] + [f"... and {depth - 3} more calls"],
+                          hint="call the layers one after the other, in a model or a layer of their own")
+    return ModelError("this expression is nested too deeply for the compiler", span,
+                      hint="split it into several equations")
 
 
 def short(v: Any) -> str:

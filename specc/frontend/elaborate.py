@@ -31,7 +31,7 @@ from .context import Context, DimInfo, Frame, Scope
 from .diagnostics import notes_for
 from .layers import call_layer, check_layer_alone
 from .loader import STD_NAME, STDLIB, Module, head_span, load_module
-from .sizes import dim_expr, type_ann
+from .sizes import check_size, dim_expr, type_ann
 from ..errors import (ArgumentError, ConfigError, DTypeError, ModelError, ShapeError, Source, SpecNameError,
                       did_you_mean)
 from ..ir.core import InputInfo, Program, Value
@@ -120,6 +120,7 @@ class Elaborator(Context):
         for d_ast, d in zip(p.type.dims, t.shape):
             if d.is_const and d.value <= 0:
                 raise ShapeError(f"a size must be positive, got {d}", d_ast.span)
+            check_size(d, d_ast.span)
             for s in d.symbols:
                 info = scope.dim(s)
                 if info is not None and info.origin is None:

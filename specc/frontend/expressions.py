@@ -13,8 +13,9 @@ import math
 from typing import Any
 
 from . import ast as A
-from .context import Context, Frame
-from .diagnostics import describe_static, emit, notes_for, short, unknown_name
+from .context import NESTING_MARGIN, Context, Frame, stack_room
+from .diagnostics import describe_static, emit, notes_for, short, too_deep, unknown_name
+from .sizes import check_size
 from .syntax import lag_text, mentions, snippet, time_lag
 from ..errors import ArgumentError, DTypeError, RecurrenceError, ShapeError, Span
 from ..ir.core import TensorType, Value
@@ -25,6 +26,16 @@ BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "mat
 
 def expr(cx: Context, e: A.Expr, frame: Frame) -> Any:
     """Evaluate an expression: an IR Value for tensors, else a Python number, Dim, bool, str or list."""
+    cx.nesting += 1
+    try:
+        if cx.nesting % 8 == 0 and stack_room() < NESTING_MARGIN:
+            raise too_deep(frame, e.span)
+        return _expr(cx, e, frame)
+    finally:
+        cx.nesting -= 1
+
+
+def _expr(cx: Context, e: A.Expr, frame: Frame) -> Any:
     if isinstance(e, (A.Num, A.Bool, A.Str)):
         return e.value
     if isinstance(e, A.Name):
@@ -118,7 +129,18 @@ def static_arith(op: str, a: Any, b: Any, e: A.Expr) -> Any:
 
 
 def binop(cx: Context, e: A.BinOp, frame: Frame) -> Any:
-    a, b = expr(cx, e.left, frame), expr(cx, e.right, frame)
+    """``a + b + c + ...``: the left spine is walked in a loop, so that a long sum is not deep recursion."""
+    spine = [e]
+    while isinstance(spine[-1].left, A.BinOp):
+        spine.append(spine[-1].left)
+    acc = expr(cx, spine[-1].left, frame)
+    for node in reversed(spine):
+        acc = apply_binop(cx, node, acc, expr(cx, node.right, frame), frame)
+    return acc
+
+
+def apply_binop(cx: Context, e: A.BinOp, a: Any, b: Any, frame: Frame) -> Any:
+    """``a op b`` for the evaluated operands of ``e``."""
     if not isinstance(a, Value) and not isinstance(b, Value):
         return static_arith(e.op, a, b, e)
     if e.op == "//":
@@ -178,7 +200,7 @@ def index_dim(cx: Context, s: A.Expr, frame: Frame) -> Dim:
                             hint="use take(table, ids) to select by integer tensors")
     if isinstance(v, bool) or not isinstance(v, (int, Dim)):
         raise ArgumentError(f"a subscript must be an integer, got {describe_static(v)}", s.span)
-    return as_dim(v)
+    return check_size(as_dim(v), s.span, "a subscript")
 
 
 def time_read(cx: Context, e: A.Index, frame: Frame) -> Value | None:

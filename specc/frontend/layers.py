@@ -25,7 +25,7 @@ from .blocks import block
 from .context import Context, DimInfo, Frame, Scope
 from .diagnostics import at_call_site, call_notes, describe_static, dim_note, notes_for
 from .expressions import expr, tensor
-from .sizes import dim_expr, solve_linear
+from .sizes import check_size, dim_expr, solve_linear
 from .syntax import ann_text, layer_sig, names_in, param_key, snippet
 from ..errors import ArgumentError, DTypeError, ModelError, ShapeError, SpeccError, SpecNameError, Span, did_you_mean
 from ..ir.core import DTYPES, TensorType, Value
@@ -102,7 +102,7 @@ def evaluate_arguments(cx: Context, layer: A.LayerDef, bound: dict[str, A.Expr],
             val = expr(cx, arg, frame)
             if isinstance(val, bool) or not isinstance(val, (int, Dim)):
                 raise ArgumentError(f"size '{p.keyword}' must be an integer, got {describe_static(val)}", arg.span)
-            d = as_dim(val)
+            d = check_size(as_dim(val), arg.span, f"size '{p.keyword}'")
             if d.is_const and d.value <= 0:
                 raise ArgumentError(f"size '{p.keyword}' must be positive, got {d}", arg.span)
             args.sizes[p.dim] = DimInfo(d, f"argument {p.keyword}={d} at {arg.span}")

@@ -20,6 +20,8 @@ from ..errors import Source, SpecNameError, Span
 
 STDLIB = Path(__file__).resolve().parent / "lib" / "std.nn"
 STD_NAME = "<std>/std.nn"  # how errors name the standard library: the same on every machine
+MAX_SPEC_BYTES = 16 * 2**20  # a used file larger than this is not a spec anyone wrote
+BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # control characters other than tab, newlines, form feed
 
 
 @dataclass
@@ -104,18 +106,36 @@ def _parse_stdlib(text: str) -> tuple[Source, A.Module]:
 
 
 def _read_use(src: Source, item: A.Use) -> Source:
-    """The file a `use "path"` names, relative to the file that says it (to the working directory for text)."""
+    """The file a `use "path"` names, relative to the file that says it (to the working directory for text).
+
+    Only a .nn file of UTF-8 text is read, and an error about any other file never shows its content:
+    `use` must not become a way to print /proc/self/environ or a symlinked secret.
+    """
     base = Path(src.name).parent if not src.name.startswith("<") else Path(".")
     shown = os.path.normpath(base / item.path) if item.path else str(base)
     path = Path(shown).resolve()
     if path.is_dir():
         raise SpecNameError(f"'{item.path}' is a directory, not a .nn file", item.span)
+    if Path(shown).suffix != ".nn":
+        raise SpecNameError(f"`use` loads .nn files only, and '{item.path}' is not one", item.span)
     if not path.is_file():
         raise SpecNameError(f"cannot find '{item.path}' (looked for {shown})", item.span)
+    if path.suffix != ".nn":
+        raise SpecNameError(f"`use` loads .nn files only, and '{item.path}' links to a file that is not one",
+                            item.span)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecNameError(f"cannot read '{item.path}': {e}", item.span) from None
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecNameError(f"'{item.path}' is too large for a spec ({size:,} bytes)", item.span)
+        data = path.read_bytes()
+    except OSError as e:
+        raise SpecNameError(f"cannot read '{item.path}': {e.strerror or 'read error'}", item.span) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecNameError(f"cannot read '{item.path}': not UTF-8 text", item.span) from None
+    if BINARY.search(text):
+        raise SpecNameError(f"'{item.path}' is not a spec: it holds control characters", item.span)
     return Source(shown, text)
 
 

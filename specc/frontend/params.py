@@ -10,13 +10,18 @@ size) or if two parameters get the same full name.
 
 from __future__ import annotations
 
+import math
+
 from . import ast as A
 from .context import Context, Frame
 from .diagnostics import call_notes, dim_note
-from .sizes import type_ann
+from .sizes import check_size, type_ann
 from .syntax import names_in, number_literal
 from ..errors import ArgumentError, ShapeError, SpecNameError, did_you_mean
 from ..ir.core import Initializer, ParamInfo, TensorType, Value
+from ..ir.dims import numel
+
+MAX_PARAM_NUMBERS = 2**31 - 1  # elements of one parameter: more cannot be allocated or indexed sanely
 
 INITIALIZERS = {  # name -> (min args, max args)
     "zeros": (0, 0), "ones": (0, 0), "constant": (1, 1), "normal": (0, 1), "uniform": (0, 2),
@@ -36,6 +41,13 @@ def param_decl(cx: Context, s: A.ParamDecl, frame: Frame) -> None:
                                  notes=notes + call_notes(frame),
                                  hint="parameter sizes come from layer arguments (hidden=64) or fixed dims"
                                  if not d.is_const else None)
+    for d, d_ast in zip(t.shape, s.type.dims):
+        check_size(d, d_ast.span)
+    n = numel(t.shape)
+    if n.is_const and n.value > MAX_PARAM_NUMBERS:
+        raise ShapeError(f"parameter '{s.name}' would hold {n.value:,} numbers ({_bytes(n.value * 4)} as f32); "
+                         f"the largest parameter holds {MAX_PARAM_NUMBERS:,}", s.type.span,
+                         notes=call_notes(frame))
     init = initializer(s.init, t)
     full = frame.prefix + s.name
     if full in cx.params:
@@ -66,9 +78,9 @@ def initializer(e: A.Expr | None, t: TensorType) -> Initializer:
             val = number_literal(a)
             if val is None:
                 raise ArgumentError("initializer arguments must be numbers", a.span)
-            args.append(float(val))
+            args.append(_finite(val, a))
     elif number_literal(e) is not None:
-        return Initializer("constant", (float(number_literal(e)),))
+        return Initializer("constant", (_finite(number_literal(e), e),))
     else:
         raise ArgumentError("an initializer is a name (glorot), a call (normal(0.02)) or a number", e.span,
                             hint=f"the initializers are {', '.join(INITIALIZERS)}")
@@ -79,4 +91,25 @@ def initializer(e: A.Expr | None, t: TensorType) -> Initializer:
     lo, hi = INITIALIZERS[name]
     if not lo <= len(args) <= hi:
         raise ArgumentError(f"initializer '{name}' takes {lo}-{hi} arguments, got {len(args)}", e.span)
+    if name == "normal" and args and args[0] < 0:
+        raise ArgumentError(f"normal(std) needs std >= 0, got {args[0]:g}", e.args[0].span)
     return Initializer(name, tuple(args))
+
+
+def _finite(val: int | float, e: A.Expr) -> float:
+    """An initializer argument as a float; a number too large for one is an error at the argument."""
+    try:
+        out = float(val)
+    except OverflowError:
+        out = float("inf")
+    if not math.isfinite(out):
+        raise ArgumentError("an initializer argument must be a finite number", e.span)
+    return out
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover

@@ -23,6 +23,8 @@ from ..ir.builder import GraphBuilder
 from ..ir.core import Value
 from ..ops import ShapeRuleError
 
+MAX_LAG = 1024  # each step back is one more input of the scan's body
+
 
 def check_block(s: A.Recur) -> tuple[dict[str, int], dict[str, A.Assign], dict[str, A.Init]]:
     """The states of a recurrence with the largest lag each is read at, their equations and initial values."""
@@ -60,6 +62,9 @@ def check_block(s: A.Recur) -> tuple[dict[str, int], dict[str, A.Assign], dict[s
     for b in s.body:  # lags: scan every lagged read
         if isinstance(b, A.Assign):
             for name, k, span in lag_reads(b.value, states, s.var, s.reverse):
+                if k > MAX_LAG:
+                    raise RecurrenceError(f"'{name}' is read {k:,} steps back; a recurrence reads at most "
+                                          f"{MAX_LAG} steps back", span)
                 states[name] = max(states[name], k)
                 if k > 0 and name not in inits:
                     raise RecurrenceError(

@@ -14,9 +14,22 @@ from typing import Callable
 from . import ast as A
 from .context import Context, Scope
 from .syntax import substitute
-from ..errors import DTypeError, ShapeError, SpeccError, SpecNameError, did_you_mean
+from ..errors import DTypeError, ShapeError, SpeccError, SpecNameError, Span, did_you_mean
 from ..ir.core import DTYPES, TensorType
 from ..ir.dims import Dim
+
+
+SIZE_OPS = ("+", "-", "*", "//")
+MAX_SIZE = 2**31 - 1  # the largest size, subscript or layer size argument a spec may give
+
+
+def check_size(d: Dim, span: Span, what: str = "a size") -> Dim:
+    """``d`` if it is symbolic or within MAX_SIZE in magnitude; else an error at ``span``."""
+    if d.is_const and abs(d.value) > MAX_SIZE:
+        digits = len(str(abs(d.value)))
+        shown = f"{d.value:,}" if digits <= 15 else f"a number of {digits} digits"
+        raise ShapeError(f"{what} is too large: {shown} (the largest is {MAX_SIZE:,})", span)
+    return d
 
 
 def dim_expr(e: A.Expr, scope: Scope, *, what: str = "a size") -> Dim:
@@ -24,7 +37,7 @@ def dim_expr(e: A.Expr, scope: Scope, *, what: str = "a size") -> Dim:
     if isinstance(e, A.Num):
         if not isinstance(e.value, int):
             raise ShapeError(f"{what} must be an integer, not {e.value}", e.span)
-        return Dim.const(e.value)
+        return check_size(Dim.const(e.value), e.span, what)
     if isinstance(e, A.Name):
         info = scope.dim(e.id)
         if info is None:
@@ -36,20 +49,29 @@ def dim_expr(e: A.Expr, scope: Scope, *, what: str = "a size") -> Dim:
         return info.value
     if isinstance(e, A.Neg):
         return -dim_expr(e.operand, scope, what=what)
-    if isinstance(e, A.BinOp) and e.op in ("+", "-", "*", "//"):
-        a, b = dim_expr(e.left, scope, what=what), dim_expr(e.right, scope, what=what)
-        if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            return a * b
-        if not b.is_const or b.value <= 0:
-            raise ShapeError("sizes can only be divided by a positive integer", e.right.span)
-        return a // b
+    if isinstance(e, A.BinOp) and e.op in SIZE_OPS:
+        spine = [e]  # the left spine in a loop: a long sum of sizes is not deep recursion
+        while isinstance(spine[-1].left, A.BinOp) and spine[-1].left.op in SIZE_OPS:
+            spine.append(spine[-1].left)
+        acc = dim_expr(spine[-1].left, scope, what=what)
+        for node in reversed(spine):
+            acc = check_size(_size_op(node, acc, dim_expr(node.right, scope, what=what)), node.span, what)
+        return acc
     if isinstance(e, A.EllipsisExpr):
         raise ShapeError("'...' (any number of axes) is only allowed in the argument types of a layer", e.span)
     raise ShapeError(f"{what} must be built from integers, size names and + - * //", e.span)
+
+
+def _size_op(e: A.BinOp, a: Dim, b: Dim) -> Dim:
+    if e.op == "+":
+        return a + b
+    if e.op == "-":
+        return a - b
+    if e.op == "*":
+        return a * b
+    if not b.is_const or b.value <= 0:
+        raise ShapeError("sizes can only be divided by a positive integer", e.right.span)
+    return a // b
 
 
 def type_ann(cx: Context, t: A.TypeAnn, scope: Scope) -> TensorType:
