@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .frontend import elaborate
+from .frontend.bounds import check_subscripts, symbolic_subscripts
 from .training.config import TrainConfig, train_config
 from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean
 from .training.initializers import initialize, param_rng
@@ -141,7 +142,12 @@ class Model:
                 bad = a.min() if a.min() < 0 else a.max()
                 raise InputError(f"input '{info.name}' holds class id {bad}, outside [0, {n})",
                                  hint=f"'{info.name}' indexes {n} classes")
+        check_subscripts(self._symbolic_subscripts, dims)
         return arrays, dims
+
+    @functools.cached_property
+    def _symbolic_subscripts(self):
+        return symbolic_subscripts(self.program)
 
     def check_params(self, params: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         out = []

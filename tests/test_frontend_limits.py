@@ -147,3 +147,29 @@ def test_a_large_but_sane_lag_is_accepted() -> None:
                       "    h[t] = 0.5 * h[t-24] + x[t]\n  }\n  loss = mean(h)\n}\n")
     scan = next(e for e in m.program.graph.eqns if e.op == "scan")
     assert scan.params["states"] == (("h", 24),)
+
+
+# ---- subscripts on symbolic sizes, checked when the sizes are known ------------------------------------
+def test_a_constant_subscript_out_of_a_symbolic_axis_is_a_located_input_error() -> None:
+    import numpy as np
+    from specc.errors import InputError
+
+    m = specc.compile("dim T, B\nmodel m(x: f32[T, B, 4]) {\n  h = x[-11]\n  loss = mean(h)\n}\n")
+    out = m.forward(m.init_params(), x=np.ones((12, 2, 4), np.float32))
+    assert out["loss"] == 1.0
+    with pytest.raises(InputError) as e:
+        m.forward(m.init_params(), x=np.ones((8, 2, 4), np.float32))
+    assert e.value.message == "'x[-11]' reads index -11 of axis 0, which has 8 entries (T = 8)"
+    assert (e.value.span.line, e.value.span.col) == (3, 7)
+
+
+def test_a_slice_shorter_than_its_type_is_a_located_input_error() -> None:
+    import numpy as np
+    from specc.errors import InputError
+
+    m = specc.compile("dim B, D\nlayer first(x: [B, D], units H) -> [B, H] { return x[:, 0:H] }\n"
+                      "model m(x: f32[B, D]) {\n  h = first(x, units=6)\n  loss = mean(h)\n}\n")
+    assert m.forward(m.init_params(), x=np.ones((2, 6), np.float32))["loss"] == 1.0
+    with pytest.raises(InputError, match=r"'x\[:, 0:H\]' selects 4 of the 4 entries of axis 1, but its type says "
+                                         r"6 \(D = 4\)"):
+        m.forward(m.init_params(), x=np.ones((2, 4), np.float32))
