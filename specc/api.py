@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .frontend import elaborate
+from .frontend.bounds import check_subscripts, symbolic_subscripts
 from .training.config import TrainConfig, train_config
 from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean
 from .training.initializers import initialize, param_rng
@@ -62,12 +63,7 @@ def build_program(source: Source, dtype: str | None = None, model: str | None = 
 
 def check_layers(source: Source) -> None:
     """Elaborate every layer of the file itself on symbolic sizes (catches errors in unused layers)."""
-    mod = elaborate.load_module(source)
-    el = elaborate.Elaborator(mod)
-    el.declare_global_dims()
-    for layer in mod.layers.values():
-        if layer.span.source is source:
-            el.trial_layer(layer)
+    elaborate.check_layers(source)
 
 
 class Model:
@@ -153,7 +149,12 @@ class Model:
                 bad = a.min() if a.min() < 0 else a.max()
                 raise InputError(f"input '{info.name}' holds class id {bad}, outside [0, {n})",
                                  hint=f"'{info.name}' indexes {n} classes")
+        check_subscripts(self._symbolic_subscripts, dims)
         return arrays, dims
+
+    @functools.cached_property
+    def _symbolic_subscripts(self):
+        return symbolic_subscripts(self.program)
 
     def check_params(self, params: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         out = []
