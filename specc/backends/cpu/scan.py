@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
-from ...ir.core import Eqn
+from ...ir.core import Eqn, Value
 from ...ir.dims import Dim
 from ...ir.scan import split_inputs
 from ..base import RuleSet
