@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     has_jax = have("jax")
     from specc.backends.cpu.runtime import tune_allocator
 
-    # specc tunes glibc's malloc before its first kernel call (see specc/runtime.py); do it now, so that
+    # specc tunes glibc's malloc before its first kernel call (see specc/backends/cpu/runtime.py); do it now, so that
     # every peer in this process runs with the same allocator settings, whatever order the blocks run in
     allocator_tuned = tune_allocator()
 
