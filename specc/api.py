@@ -202,6 +202,13 @@ class Model:
             return self._kernel(("forward", self.program.output_names), self.program.graph)[1]
         return self._kernel(("grad", False), self.grad_program().graph)[1]
 
+    def pending_kernels(self) -> list[str]:
+        """The kernels a training run calls (``kernel(kind)``) that are not compiled yet in this process."""
+        if self.target == "interp":
+            return []
+        keys = {"grad": ("grad", False), "forward": ("forward", tuple(self.program.output_names))}
+        return [kind for kind, key in keys.items() if key not in self._compiled]
+
     def grad_program(self, wrt_inputs: bool = False):
         """The forward-and-backward IR (built once per model)."""
         from .transforms.autodiff import value_and_grad
