@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -166,8 +167,12 @@ def add_train_commands(command) -> None:
                    help="where to run: cpu (compiled kernels), cuda (GPU kernels) or interp (reference "
                         "interpreter); default $SPECC_TARGET or cpu")
     t.add_argument("-o", "--output", type=Path, metavar="CKPT",
-                   help="checkpoint file, written every epoch (default: SPEC.ckpt.npz here)")
+                   help="checkpoint file, written every epoch (default: SPEC.ckpt.npz here); the best epoch's "
+                        "is kept beside it (SPEC.best.ckpt.npz)")
     t.add_argument("--resume", type=Path, metavar="CKPT", help="continue the run saved in this checkpoint")
+    t.add_argument("--format", choices=["npz", "safetensors"],
+                   help="checkpoint format (default: from -o's extension, else npz; safetensors needs "
+                        "pip install 'specc[safetensors]')")
     t.add_argument("--log-csv", type=Path, metavar="FILE", help="write a CSV row per epoch (loss, metrics, lr, time)")
     t.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="write TensorBoard event files here (needs: pip install 'specc[tensorboard]')")
@@ -196,6 +201,10 @@ def add_train_commands(command) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in COMPUTING and os.environ.get("SPECC_MALLOC_TUNING") != "0":
+            from .backends.cpu.runtime import tune_allocator
+
+            tune_allocator(force=True)  # this process is specc's own: keep freed kernel memory for reuse
         return COMMANDS[args.command](args)
     except SpeccError as e:
         if args.debug:
@@ -210,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 TARGET_CHOICES = ["cpu", "cuda", "interp"]
+COMPUTING = {"run", "train", "eval", "predict", "bench", "gradcheck"}  # commands that call kernels
 
 
 def _compile(args):
@@ -454,7 +464,9 @@ def cmd_train(args) -> int:
     from .training.train import Trainer
 
     model = compile(args.spec, target=args.target, dtype=args.dtype, model=args.model)
-    out = args.output or Path(f"{Path(args.spec).stem}.ckpt.npz")
+    out = args.output or Path(f"{Path(args.spec).stem}.ckpt.{args.format or 'npz'}")
+    if args.format and out.suffix != f".{args.format}":
+        raise ValueError(f"--format {args.format} writes a .{args.format} file, but -o is {out}")
     overrides = {"epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer, "lr": args.lr,
                  "schedule": args.schedule, "weight_decay": args.weight_decay, "clip": args.clip,
                  "seed": args.seed, "val_split": args.val_split, "augment": args.augment, "warmup": args.warmup,
