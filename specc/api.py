@@ -231,8 +231,15 @@ class Model:
         return outs[0], dict(zip(gp.wrt, outs[gp.n_forward:]))
 
     def __repr__(self) -> str:
-        return f"<specc.Model {self.name}: {len(self.program.params)} params ({self.n_params} numbers), " \
-               f"target={self.target}, dtype={self.dtype}>"
+        from .display import model_repr
+
+        return model_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: a table of the inputs, outputs, parameters and recurrences."""
+        from .display import model_html
+
+        return model_html(self)
 
 
 def compile(spec: str | Path, target: str | None = None, dtype: str | None = None,

@@ -305,3 +305,34 @@ def test_compiling_is_announced_and_kept_out_of_epoch_1(small, tmp_path):
     assert model.pending_kernels() == [] and h.compile_seconds > 0
     assert h.records[0].seconds < h.compile_seconds  # the epoch's clock did not include compiling
     assert specc.compile("specs/mlp.nn", target="interp").pending_kernels() == []
+
+
+# ---- Jupyter ---------------------------------------------------------------------------------------
+def test_model_and_history_reprs(mlp, small):
+    lstm = specc.compile("specs/lstm.nn")
+    text = repr(lstm)
+    assert text.startswith("<specc.Model classify(x: f32[T, B, 8], y: i32[B]) -> loss, probs; 10 params")
+    assert "19,338 numbers" in text and "1 recurrence" in text
+    page = lstm._repr_html_()
+    for part in ("inputs", "outputs", "parameters", "recurrences", "h.W_f [72, 64]", "over T steps (c, h)"):
+        assert part in page
+    assert "recurrences</th><td style='text-align:left'>none" in mlp._repr_html_()
+    h = fit(mlp, small, epochs=2, patience=5)
+    assert repr(h).startswith("<specc.History classify: 2 epochs; best epoch") and "val_accuracy" in repr(h)
+    page = h._repr_html_()
+    assert page.count("<tr><td>") == 2 and "train accuracy" in page and "val accuracy" in page
+
+
+def test_html_escapes_names_from_the_spec():
+    from specc.display import _table
+
+    assert "&lt;b&gt;" in _table("t", [("<b>", "x")]) and "<b>" not in _table("t", [("<b>", "x")]).split("</caption>")[1]
+
+
+def test_plots_without_matplotlib_fail_before_training(mlp, small, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(InputError, match=r"specc\[plots\]"):
+        Trainer(mlp, small, plots=tmp_path, progress=False)

@@ -18,13 +18,19 @@ if TYPE_CHECKING:
     from .train import History
 
 
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
+def require_matplotlib() -> None:
+    """A clear error when the optional ``plots`` extra is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
         from ..errors import InputError
 
-        raise InputError("plots need matplotlib, which is not installed", hint="pip install 'specc[plots]'") from None
+        raise InputError("plots need matplotlib, which is not installed", hint="pip install 'specc[plots]'")
+
+
+def _pyplot():
+    require_matplotlib()
+    import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

@@ -71,7 +71,7 @@ class EpochRecord:
     train: dict[str, float] = field(default_factory=dict)  # the metric on (a sample of) the training split
 
 
-@dataclass
+@dataclass(repr=False)
 class History:
     model: str
     config: dict[str, Any]
@@ -112,6 +112,17 @@ class History:
                 "best_epoch": self.best_epoch, "best_checkpoint": self.best_checkpoint, "stopped": self.stopped,
                 "compile_s": self.compile_seconds,
                 "history": [asdict(r) for r in self.records], "grad_flow": self.grad_flow, "files": self.files}
+
+    def __repr__(self) -> str:
+        from ..display import history_repr
+
+        return history_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the final numbers, the best epoch, the files written and a row per epoch."""
+        from ..display import history_html
+
+        return history_html(self)
 
     @classmethod
     def from_records(cls, model: str, config: dict, metric: str | None, records: list[dict]) -> History:
@@ -189,6 +200,10 @@ class Trainer:
         self.optimizer = make_optimizer(self.cfg)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.plots = Path(plots) if plots is not None else None
+        if self.plots is not None:  # a missing extra fails now, not after training
+            from .plots import require_matplotlib
+
+            require_matplotlib()
         self.want_grad_flow = grad_flow
         self.on_epoch = [] if on_epoch is None else [on_epoch] if callable(on_epoch) else list(on_epoch)
         self.monitor = Monitor.from_config(self.cfg, self.metric)
@@ -268,11 +283,14 @@ class Trainer:
         return params, ck.opt_state, history
 
     def _warm_up(self, params) -> None:
-        """One gradient and one forward pass on the first examples (results dropped: no step is taken)."""
+        """One gradient, one forward pass and one optimizer update on the first examples, all dropped
+        (no step is taken, the parameters are unchanged)."""
         sample = dict(self.train_set.take(np.arange(min(len(self.train_set), self.cfg.batch))).arrays)
         with np.errstate(all="ignore"):
-            self.model.value_and_grad(params, seed=self.cfg.seed, training=True, **sample)
+            _loss, grads = self.model.value_and_grad(params, seed=self.cfg.seed, training=True, **sample)
             self.model.forward(params, seed=self.cfg.seed, training=False, **sample)
+            if self.model.target != "cuda":  # the host optimizer's compiled update (cuda: its own kernels)
+                self.optimizer.update(params, grads, self.optimizer.init(params), self.cfg.lr)
 
     # -- between epochs: best checkpoint, logs, early stopping, reduce-on-plateau ------------------
     def _after_epoch(self, history: History, steps: HostSteps | CudaSteps) -> None:
