@@ -9,11 +9,12 @@ Every piece of user text (names from the spec, paths) is escaped here, in :func:
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .api import Model
-    from .training.train import History
+# Model and History are duck-typed here (no import of specc.api or specc.training.train, which
+# import this module): a Model has name, inputs, outputs, param_shapes, n_params, program, source,
+# target, dtype; a History has model, records, final(), best_epoch, stopped, seconds, files...
+Model = History = Any
 
 
 def _e(x: Any) -> str:

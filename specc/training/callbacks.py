@@ -30,10 +30,11 @@ from ..errors import ConfigError, InputError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..api import Model
     from .config import TrainConfig
     from .metrics import Metric
-    from .train import EpochRecord
+
+# An EpochRecord (specc.training.train) and a Model (specc.api), duck-typed: both import this module.
+EpochRecord = Model = Any
 
 
 class StopTraining(Exception):

@@ -95,7 +95,7 @@ def load(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise InputError(f"cannot read checkpoint '{path}': no such file")
     if safetensors_io.is_safetensors(path):
-        ckpt = safetensors_io.load(path)
+        ckpt = Checkpoint(*safetensors_io.load(path))
         if ckpt.meta.get("format") != FORMAT:
             raise InputError(f"'{path}' has checkpoint format {ckpt.meta.get('format')!r}, expected {FORMAT!r}")
         return ckpt

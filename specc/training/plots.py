@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from .gradflow import StateFlow
-    from .train import History
+
+History = Any  # specc.training.train.History, duck-typed (train imports this module)
 
 
 def require_matplotlib() -> None:

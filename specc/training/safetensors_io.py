@@ -16,14 +16,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
-
-if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
+from .optim import OptState
 
 SUFFIX = ".safetensors"
 
@@ -41,9 +39,9 @@ def _numpy_api():
     return st
 
 
-def save(path: str | Path, ckpt: Checkpoint, format_name: str) -> Path:
-    """Write atomically (a temporary file in the same directory, then a rename)."""
-    st = _numpy_api()
+def save(path: str | Path, ckpt: Any, format_name: str) -> Path:
+    """``ckpt``: a :class:`~specc.training.checkpoint.Checkpoint` (which imports this module)."""
+    st = _numpy_api()  # written atomically: a temporary file in the same directory, then a rename
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in ckpt.params.items()}
@@ -80,11 +78,8 @@ def read(path: str | Path) -> tuple[dict[str, np.ndarray], dict | None]:
     return tensors, meta
 
 
-def load(path: str | Path) -> Checkpoint:
-    """A whole checkpoint (for ``--resume``)."""
-    from .checkpoint import Checkpoint
-    from .optim import OptState
-
+def load(path: str | Path) -> tuple[dict[str, np.ndarray], OptState, dict]:
+    """A whole checkpoint's (parameters, optimizer state, meta), for ``--resume``."""
     tensors, meta = read(path)
     if meta is None:
         raise InputError(f"'{path}' is not a specc checkpoint (its header has no 'specc' metadata)",
@@ -95,7 +90,7 @@ def load(path: str | Path) -> Checkpoint:
         if k.startswith("opt/"):
             _, slot, name = k.split("/", 2)
             slots.setdefault(slot, {})[name] = v
-    return Checkpoint(params, OptState(int(meta.pop("opt_step", 0)), slots), meta)
+    return params, OptState(int(meta.pop("opt_step", 0)), slots), meta
 
 
 def load_params(path: str | Path) -> dict[str, np.ndarray]:
