@@ -336,3 +336,24 @@ def test_plots_without_matplotlib_fail_before_training(mlp, small, tmp_path, mon
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
     with pytest.raises(InputError, match=r"specc\[plots\]"):
         Trainer(mlp, small, plots=tmp_path, progress=False)
+
+
+def test_the_readme_predict_line_reads_the_shipped_sample(tmp_path, capsys):
+    lstm = specc.compile("specs/lstm.nn")
+    np.savez(tmp_path / "p.npz", **lstm.init_params(0))
+    assert main(["predict", "specs/lstm.nn", "--params", str(tmp_path / "p.npz"), "--data",
+                 "examples/digits_sample.csv", "-o", str(tmp_path / "preds.csv")]) == 0
+    header, rows = read_csv(tmp_path / "preds.csv")
+    assert header[:2] == ["label", "probs_0"] and len(rows) == 10
+    sample = data.load("examples/digits_sample.csv", lstm)
+    assert sample.arrays["x"].shape == (8, 10, 8) and list(sample.arrays["y"]) == list(range(10))
+
+
+def test_run_help_names_the_compiled_kernels():
+    import argparse
+
+    from specc.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    text = sub.choices["run"].format_help()
+    assert "compiled kernels" in text and "(reference interpreter)" not in text
