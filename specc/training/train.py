@@ -607,7 +607,8 @@ def train(model: Model | str | Path, data: Any, **options: Any) -> History:
     arrays named after the inputs.  ``options``: training settings that
     override the spec's ``train`` block (``epochs=3, lr=0.01, optimizer="sgd"``,
     any :class:`~specc.training.config.TrainConfig` field) and the :class:`Trainer`'s
-    own (``checkpoint=``, ``resume=``, ``progress=``, ``plots=``, ``grad_flow=``).
+    own (``checkpoint=``, ``resume=``, ``progress=``, ``plots=``, ``grad_flow=``, ``on_epoch=``,
+    ``log_csv=``, ``tensorboard=``).
     The trained parameters are ``history.params``.
     """
     if not hasattr(model, "value_and_grad"):
