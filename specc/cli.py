@@ -126,7 +126,7 @@ def add_codegen_commands(sub, command) -> None:
     emit.add_argument("-o", "--output", type=Path, metavar="DIR", help="write DIR/MODEL.py instead of printing")
     cache = sub.add_parser("cache", help="show or clear the cache of compiled kernels",
                            description="show or clear the cache of compiled kernels ($SPECC_CACHE_DIR, "
-                                       "default ~/.cache/specc)",
+                                       "default: the platform's cache directory, ~/.cache/specc on Linux)",
                            epilog=EPILOG["cache"], formatter_class=argparse.RawDescriptionHelpFormatter)
     cache.add_argument("action", choices=["info", "clear"], help="info: where and how big; clear: delete it all")
     cache.add_argument("--debug", action="store_true", help="show Python tracebacks")

@@ -16,7 +16,7 @@ copied to the host): the kernels are the target's (``cpu`` by default).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import InputError
 
@@ -57,7 +57,3 @@ def parameter_name(name: str) -> str:
 
 
 __all__ = ["module", "parameter_name"]
-
-
-def __getattr__(name: str) -> Any:  # pragma: no cover - a helpful message for torch's own names
-    raise AttributeError(f"specc.torch has no attribute '{name}' (this is specc's bridge, not PyTorch)")

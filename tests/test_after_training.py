@@ -357,3 +357,13 @@ def test_run_help_names_the_compiled_kernels():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     text = sub.choices["run"].format_help()
     assert "compiled kernels" in text and "(reference interpreter)" not in text
+
+
+def test_predict_keeps_integer_inputs_that_are_not_the_labels():
+    m = specc.compile("dim B\nmodel m(ids: i32[B], x: f32[B, 3], y: i32[B]) {\n"
+                      "  h = embedding(ids, vocab=5, size=3) + x\n  logits = dense(h, 4)\n"
+                      "  loss = cross_entropy(logits, y)\n  output probs = softmax(logits)\n}\n", target="interp")
+    rng = np.random.default_rng(0)
+    arrays = {"ids": rng.integers(0, 5, 6), "x": rng.random((6, 3)), "y": rng.integers(0, 4, 6)}
+    preds = predict(m, m.init_params(0), data.dataset(m, arrays))
+    assert preds.arrays["probs"].shape == (6, 4) and preds.kind == "classification"

@@ -77,12 +77,11 @@ def predict(model: Model, params: Mapping[str, np.ndarray], data: Dataset, *, ba
             seed: int = 0) -> Predictions:
     """The model's outputs on every example of ``data`` in inference mode, batched by ``batch``."""
     axes = batch_axis_of_outputs(model)
-    label_inputs = [n for n, (dt, _s) in model.inputs.items() if not dt.startswith("f")]
     metric = choose_metric(model)
+    labels = metric.target if metric is not None and metric.name == "accuracy" else None
     parts: dict[str, list[np.ndarray]] = {}
     for b in data.batches(batch):
-        if metric is not None and metric.name == "accuracy":  # predict without the labels the file may hold
-            b = {k: v for k, v in b.items() if k not in label_inputs}
+        b = {k: v for k, v in b.items() if k != labels}  # predict without the labels the file may hold
         outs = model.forward(params, seed=seed, training=False, **b)
         for name, a in outs.items():
             if axes.get(name) is not None:
