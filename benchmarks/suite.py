@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     has_jax = have("jax")
     from specc.backends.cpu.runtime import tune_allocator
 
-    # specc tunes glibc's malloc before its first kernel call (see specc/backends/cpu/runtime.py); do it now, so that
-    # every peer in this process runs with the same allocator settings, whatever order the blocks run in
-    allocator_tuned = tune_allocator()
+    # the specc command tunes glibc's malloc (specc/backends/cpu/runtime.py); this script does it now, as the
+    # command would, so every peer in this process runs with the same allocator settings, whatever order the
+    # blocks run in (SPECC_MALLOC_TUNING=0: none of them)
+    allocator_tuned = tune_allocator(force=os.environ.get("SPECC_MALLOC_TUNING") != "0")
 
     import feedforward
     import rnn

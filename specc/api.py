@@ -210,6 +210,13 @@ class Model:
             return self._kernel(("forward", self.program.output_names), self.program.graph)[1]
         return self._kernel(("grad", False), self.grad_program().graph)[1]
 
+    def pending_kernels(self) -> list[str]:
+        """The kernels a training run calls (``kernel(kind)``) that are not compiled yet in this process."""
+        if not self.backend.compiles:
+            return []
+        keys = {"grad": ("grad", False), "forward": ("forward", tuple(self.program.output_names))}
+        return [kind for kind, key in keys.items() if key not in self._compiled]
+
     def grad_program(self, wrt_inputs: bool = False):
         """The forward-and-backward IR (built once per model)."""
         from .transforms.autodiff import value_and_grad
@@ -239,8 +246,15 @@ class Model:
         return export_onnx(self, params, path, with_loss=with_loss, random=random, cells=cells)
 
     def __repr__(self) -> str:
-        return f"<specc.Model {self.name}: {len(self.program.params)} params ({self.n_params} numbers), " \
-               f"target={self.target}, dtype={self.dtype}>"
+        from .display import model_repr
+
+        return model_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: a table of the inputs, outputs, parameters and recurrences."""
+        from .display import model_html
+
+        return model_html(self)
 
 
 def compile(spec: str | Path, target: str | None = None, dtype: str | None = None,

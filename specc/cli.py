@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -29,10 +30,15 @@ EPILOG = {
            "  specc run specs/lstm.nn --dim T=8 --dim B=16 -o out.npz\n"
            "  specc run specs/mlp.nn --data batch.npz --params params.npz\n"
            "  specc run specs/mlp.nn --data digits.csv --params mlp.ckpt.npz -o probs.npz",
+    "predict": "examples:\n  specc predict specs/mlp.nn --params mlp.ckpt.npz --data digits.csv -o preds.csv\n"
+               "  specc predict specs/lstm.nn --params lstm.ckpt.npz --data batch.npz -o preds.npz\n"
+               "(classifiers: a column `label`, then the class probabilities; other models: their outputs)",
     "train": "examples:\n  specc train specs/lstm.nn --dataset digits\n"
              "  specc train specs/mlp.nn --data train.npz --epochs 5 --optimizer sgd --lr 0.1 -o mlp.ckpt.npz\n"
              "  specc train specs/lstm.nn --dataset digits --resume lstm.ckpt.npz --epochs 20\n"
-             "  specc train specs/rnn.nn --dataset digits --grad-flow --plots plots/",
+             "  specc train specs/rnn.nn --dataset digits --grad-flow --plots plots/\n"
+             "  specc train specs/mlp.nn --dataset digits --patience 5 --monitor val_accuracy --log-csv log.csv\n"
+             "  (the best epoch's checkpoint is kept beside -o's: mlp.best.ckpt.npz)",
     "eval": "examples:\n  specc eval specs/lstm.nn --params lstm.ckpt.npz --dataset digits\n"
             "  specc eval specs/mlp.nn --params mlp.ckpt.npz --data test.npz --json",
     "emit": "examples:\n  specc emit specs/lstm.nn | less               # the Numba source of the forward pass\n"
@@ -86,14 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--inputs", action="store_true", help="also check gradients with respect to float inputs")
     gc.add_argument("--target", choices=TARGET_CHOICES, default="interp",
                     help="where the analytic gradients run: interp (default), cpu or cuda")
-    run = command("run", "run the forward pass (reference interpreter) and summarise the outputs")
+    run = command("run", "run the forward pass (compiled kernels; --target interp: the reference interpreter) "
+                         "and summarise the outputs")
     run.add_argument("--data", type=Path, help="inputs: .npz (one array per input), .npy or .csv")
     run.add_argument("--params", type=Path,
                      help="a checkpoint or an .npz file of parameters (default: initialised from --seed)")
     run.add_argument("--dim", action="append", default=[], metavar="NAME=N",
                      help="size of a symbolic dim for random inputs (repeatable)")
     run.add_argument("--seed", type=int, default=0, help="seed for parameters and random inputs")
-    run.add_argument("-o", "--output", type=Path, help="save the outputs to this .npz file")
+    run.add_argument("-o", "--output", type=Path, metavar="OUT",
+                     help="save the outputs: .npz (one array per output) or .csv (one row per example)")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     run.add_argument("--target", choices=TARGET_CHOICES, default=None,
                      help="where to run: interp, cpu or cuda; default $SPECC_TARGET or cpu")
@@ -125,7 +133,7 @@ def add_codegen_commands(sub, command) -> None:
     emit.add_argument("-o", "--output", type=Path, metavar="DIR", help="write DIR/MODEL.py instead of printing")
     cache = sub.add_parser("cache", help="show or clear the cache of compiled kernels",
                            description="show or clear the cache of compiled kernels ($SPECC_CACHE_DIR, "
-                                       "default ~/.cache/specc)",
+                                       "default: the platform's cache directory, ~/.cache/specc on Linux)",
                            epilog=EPILOG["cache"], formatter_class=argparse.RawDescriptionHelpFormatter)
     cache.add_argument("action", choices=["info", "clear"], help="info: where and how big; clear: delete it all")
     cache.add_argument("--debug", action="store_true", help="show Python tracebacks")
@@ -147,7 +155,16 @@ def add_train_commands(command) -> None:
     t.add_argument("--batch", type=int, help="examples per batch")
     t.add_argument("--optimizer", choices=["adam", "sgd", "momentum", "adamw"])
     t.add_argument("--lr", type=float, help="learning rate")
-    t.add_argument("--schedule", choices=["constant", "step", "cosine"], help="learning-rate schedule")
+    t.add_argument("--schedule", choices=["constant", "step", "cosine", "plateau"],
+                   help="learning-rate schedule (plateau: lr *= gamma when --monitor stops improving)")
+    t.add_argument("--warmup", type=int, metavar="EPOCHS", help="rise linearly to lr over these first epochs")
+    t.add_argument("--patience", type=int, metavar="EPOCHS",
+                   help="stop early after this many epochs without improvement of --monitor")
+    t.add_argument("--monitor", choices=["val_loss", "val_accuracy", "val_mse", "train_loss", "train_accuracy",
+                                         "train_mse"],
+                   help="the metric early stopping, the best checkpoint and plateau watch (default val_loss)")
+    t.add_argument("--mode", choices=["auto", "min", "max"], help="is --monitor better lower or higher (default "
+                                                                 "auto: higher for accuracy)")
     t.add_argument("--weight-decay", type=float, help="weight decay (decoupled for adamw)")
     t.add_argument("--clip", type=float, help="clip gradients to this global norm")
     t.add_argument("--seed", type=int, help="seed of the parameters, the shuffling and random ops")
@@ -157,8 +174,15 @@ def add_train_commands(command) -> None:
                    help="where to run: cpu (compiled kernels), cuda (GPU kernels) or interp (reference "
                         "interpreter); default $SPECC_TARGET or cpu")
     t.add_argument("-o", "--output", type=Path, metavar="CKPT",
-                   help="checkpoint file, written every epoch (default: SPEC.ckpt.npz here)")
+                   help="checkpoint file, written every epoch (default: SPEC.ckpt.npz here); the best epoch's "
+                        "is kept beside it (SPEC.best.ckpt.npz)")
     t.add_argument("--resume", type=Path, metavar="CKPT", help="continue the run saved in this checkpoint")
+    t.add_argument("--format", choices=["npz", "safetensors"],
+                   help="checkpoint format (default: from -o's extension, else npz; safetensors needs "
+                        "pip install 'specc[safetensors]')")
+    t.add_argument("--log-csv", type=Path, metavar="FILE", help="write a CSV row per epoch (loss, metrics, lr, time)")
+    t.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="write TensorBoard event files here (needs: pip install 'specc[tensorboard]')")
     t.add_argument("--grad-flow", action="store_true",
                    help="report ||dL/dS_t|| per time step for each recurrent state, before and after training")
     t.add_argument("--plots", type=Path, metavar="DIR", help="write loss/metric curves (and more) as PNG here")
@@ -167,6 +191,17 @@ def add_train_commands(command) -> None:
                    help="train data-parallel on N MPI ranks (runs mpiexec -n N; needs the mpi extra)")
     t.add_argument("--hosts", metavar="A,B", help="with --workers: the machines to start ranks on")
     t.add_argument("--hostfile", type=Path, metavar="FILE", help="with --workers: mpiexec's host file")
+    pr = command("predict", "predictions of trained parameters on a data file: class labels and "
+                            "probabilities, or the outputs")
+    pr.add_argument("--params", type=Path, required=True, metavar="CKPT",
+                    help="a checkpoint, an .npz or .safetensors file of parameters")
+    pr.add_argument("--data", type=Path, required=True, help="inputs: .npz, .npy or .csv (labels not needed)")
+    pr.add_argument("-o", "--output", type=Path, metavar="OUT",
+                    help="write the predictions: .csv (a row per example, with a header) or .npz")
+    pr.add_argument("--batch", type=int, default=256, help="examples per forward pass (default 256)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of random ops (a VAE's noise)")
+    pr.add_argument("--target", choices=TARGET_CHOICES, default=None,
+                    help="where to run: cpu, cuda or interp; default $SPECC_TARGET or cpu")
     e = command("eval", "loss and metric of trained parameters on held-out data")
     data_options(e)
     e.add_argument("--params", type=Path, required=True, metavar="CKPT", help="a checkpoint or .npz of parameters")
@@ -178,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: --workers starts it again on N ranks
     try:
+        if args.command in COMPUTING and os.environ.get("SPECC_MALLOC_TUNING") != "0":
+            from .backends.cpu.runtime import tune_allocator
+
+            tune_allocator(force=True)  # this process is specc's own: keep freed kernel memory for reuse
         return COMMANDS[args.command](args)
     except SpeccError as e:
         if args.debug:
@@ -200,6 +239,7 @@ def _stop_ranks(code: int) -> int:
 
 
 TARGET_CHOICES = ["cpu", "cuda", "interp"]
+COMPUTING = {"run", "train", "eval", "predict", "bench", "gradcheck"}  # commands that call kernels
 
 
 def _compile(args):
@@ -360,6 +400,10 @@ def cmd_run(args) -> int:
 
     from .errors import InputError
 
+    if args.output:
+        from .training.predict import output_format
+
+        output_format(args.output)  # an unknown extension fails before any work
     model = _compile(args)
     if args.params:
         from .training.checkpoint import load_params
@@ -388,8 +432,10 @@ def cmd_run(args) -> int:
     print(f"forward: {elapsed * 1e3:.1f} ms ({where}, first call includes compiling)"
           if model.backend.compiles else f"forward: {elapsed * 1e3:.1f} ms ({where})")
     if args.output:
-        np.savez(args.output, **outs)
-        print(f"saved {', '.join(outs)} to {args.output}")
+        from .training.predict import batch_axis_of_outputs, write_outputs
+
+        written = write_outputs(args.output, outs, batch_axis_of_outputs(model))
+        print(f"saved {', '.join(written)} to {args.output}")
     if args.json:
         summary = {"outputs": {n: list(np.shape(a)) for n, a in outs.items()}, "time_s": elapsed}
         if "loss" in outs:
@@ -440,12 +486,16 @@ def cmd_train(args) -> int:
 
         return launch(args.workers, args.argv, hosts=args.hosts, hostfile=args.hostfile)
     model = compile(args.spec, target=args.target, dtype=args.dtype, model=args.model)
-    out = args.output or Path(f"{Path(args.spec).stem}.ckpt.npz")
+    out = args.output or Path(f"{Path(args.spec).stem}.ckpt.{args.format or 'npz'}")
+    if args.format and out.suffix != f".{args.format}":
+        raise ValueError(f"--format {args.format} writes a .{args.format} file, but -o is {out}")
     overrides = {"epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer, "lr": args.lr,
                  "schedule": args.schedule, "weight_decay": args.weight_decay, "clip": args.clip,
-                 "seed": args.seed, "val_split": args.val_split, "augment": args.augment}
+                 "seed": args.seed, "val_split": args.val_split, "augment": args.augment, "warmup": args.warmup,
+                 "patience": args.patience, "monitor": args.monitor, "mode": args.mode}
     trainer = Trainer(model, args.dataset or args.data, checkpoint=out, resume=args.resume,
-                      progress=not args.quiet, plots=args.plots, grad_flow=args.grad_flow, **overrides)
+                      progress=not args.quiet, plots=args.plots, grad_flow=args.grad_flow,
+                      log_csv=args.log_csv, tensorboard=args.tensorboard, **overrides)
     try:
         history = trainer.fit()
     except KeyboardInterrupt:
@@ -481,6 +531,32 @@ def cmd_eval(args) -> int:
     print(f"{data.name}: {len(data)} examples: {shown}loss {result['loss']:.4f} ({elapsed:.2f} s)")
     if args.json:
         print(json.dumps({**result, "examples": len(data), "data": data.name, "time_s": elapsed}))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .training.checkpoint import load_params
+    from .training.data import load
+    from .training.predict import output_format, predict, write_outputs
+    from .training.train import blas_threads
+
+    if args.output:
+        output_format(args.output)
+    model = _compile(args)
+    params = load_params(args.params, model)
+    data = load(args.data, model, required=False)
+    with blas_threads():
+        preds = predict(model, params, data, batch=args.batch, seed=args.seed)
+    shown = {k: v for k, v in preds.arrays.items()}
+    print(f"{data.name}: {len(preds)} examples ({preds.kind})")
+    if "label" in shown:
+        counts = np.bincount(shown["label"])
+        print("  predicted classes: " + ", ".join(f"{c}: {n}" for c, n in enumerate(counts) if n))
+    for name, a in shown.items():
+        print(f"  {name}: {a.dtype}{list(a.shape)}")
+    if args.output:
+        write_outputs(args.output, preds.arrays)
+        print(f"saved {', '.join(preds.arrays)} to {args.output}")
     return 0
 
 
@@ -579,7 +655,7 @@ def _free_dims(model) -> set[str]:
 
 
 COMMANDS = {"check": cmd_check, "ir": cmd_ir, "run": cmd_run, "gradcheck": cmd_gradcheck,
-            "train": cmd_train, "eval": cmd_eval}
+            "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}
 COMMANDS.update({"emit": cmd_emit, "cache": cmd_cache, "bench": cmd_bench, "export": cmd_export})
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,8 +42,8 @@ def probe(**env: str) -> dict:
 
 @glibc
 def test_a_call_reuses_the_memory_of_the_last_one() -> None:
-    tuned, plain = probe(), probe(SPECC_MALLOC_TUNING="0")
-    assert tuned["tuned"] is True and plain["tuned"] is False
+    tuned, plain = probe(SPECC_MALLOC_TUNING="1"), probe(SPECC_MALLOC_TUNING="0")
+    assert tuned["tuned"] is True and not plain["tuned"]
     pages = 4200 * 2048 * 4 // 4096
     assert plain["faults"] > pages // 2  # every call touches a fresh mmap of the result
     assert tuned["faults"] < pages // 20  # the heap keeps it: no fresh pages
@@ -55,3 +55,37 @@ def test_tuning_is_done_once_and_reports_what_it_did() -> None:
     first = runtime.tune_allocator()
     assert runtime.tune_allocator() is first and isinstance(first, bool)
 
+
+
+STATE = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import specc
+    from specc.backends.cpu import runtime
+    if sys.argv[1] == "cli":
+        from specc.cli import main
+        main(["run", "specs/mlp.nn", "--dim", "B=2"])
+    else:
+        specc.compile("specs/mlp.nn", target="cpu").forward(specc.compile("specs/mlp.nn").init_params(0),
+                                                            x=np.ones((2, 64), np.float32))
+        if sys.argv[1] == "force":
+            runtime.tune_allocator(force=True)
+    print(json.dumps({"tuned": runtime._ALLOCATOR}))
+""")
+
+
+def allocator_state(how: str, **env: str):
+    environ = {k: v for k, v in os.environ.items() if k != "SPECC_MALLOC_TUNING"}
+    done = subprocess.run([sys.executable, "-c", STATE, how], capture_output=True, text=True, timeout=600,
+                          env={**environ, **env})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])["tuned"]
+
+
+@glibc
+def test_a_host_application_keeps_its_allocator_unless_it_asks() -> None:
+    assert allocator_state("library") is None  # kernels ran, mallopt was never called
+    assert allocator_state("force") is True  # opt in from Python
+    assert allocator_state("library", SPECC_MALLOC_TUNING="1") is True  # or from the environment
+    assert allocator_state("cli") is True  # the specc command tunes by default
+    assert allocator_state("cli", SPECC_MALLOC_TUNING="0") is None

@@ -16,7 +16,8 @@ and the path of its file.
    (from Numba's cache when it is there), so one compiled kernel serves every
    binding of the dims.
 
-The cache directory is ``$SPECC_CACHE_DIR``, else ``~/.cache/specc``;
+The cache directory is ``$SPECC_CACHE_DIR``, else the platform's (``$XDG_CACHE_HOME/specc``,
+``~/.cache/specc`` by default on Linux; :func:`cache_dir`);
 :func:`clear_cache` empties it (``specc cache clear``).  Within a process,
 loaded modules are also kept by hash, so compiling the same graph twice costs
 only the generation of its source.
@@ -44,8 +45,14 @@ MODULE_PREFIX = "specc_kernels"
 
 # ---- the cache ------------------------------------------------------------------------------
 def cache_dir() -> Path:
+    """``$SPECC_CACHE_DIR``, else the platform's user cache directory (``$XDG_CACHE_HOME/specc``, by
+    default ``~/.cache/specc``, on Linux; ``~/Library/Caches/specc`` on macOS; ``%LOCALAPPDATA%`` on Windows)."""
     env = os.environ.get("SPECC_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "specc"
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path("specc", appauthor=False)
 
 
 def versions() -> str:

@@ -14,7 +14,8 @@ epoch, step, rng, history).  The random state is (seed, epoch, step): the
 shuffling of epoch e and the random draws of step s are derived from them
 alone, so that is all a resumed run needs to draw the same numbers.
 A plain ``.npz`` of parameters (``NAME`` per parameter) is read too, by
-:func:`load_params`.
+:func:`load_params`.  A path ending in ``.safetensors`` holds the same in that format
+(:mod:`specc.training.safetensors_io`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError, Span, did_you_mean
+from . import safetensors_io
 from .optim import OptState
 
 if TYPE_CHECKING:
@@ -63,8 +65,12 @@ def spec_hash(model: Model) -> str:
 
 
 def save(path: str | Path, ckpt: Checkpoint) -> Path:
-    """Write atomically: readers see the old file or the new one, never half of one."""
+    """Write atomically: readers see the old file or the new one, never half of one.
+
+    A path ending in ``.safetensors`` is written in that format (:mod:`.safetensors_io`)."""
     path = Path(path)
+    if safetensors_io.is_safetensors(path):
+        return safetensors_io.save(path, ckpt, FORMAT)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {f"param/{k}": v for k, v in ckpt.params.items()}
     for slot, values in ckpt.opt_state.slots.items():
@@ -88,6 +94,11 @@ def load(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"cannot read checkpoint '{path}': no such file")
+    if safetensors_io.is_safetensors(path):
+        ckpt = Checkpoint(*safetensors_io.load(path))
+        if ckpt.meta.get("format") != FORMAT:
+            raise InputError(f"'{path}' has checkpoint format {ckpt.meta.get('format')!r}, expected {FORMAT!r}")
+        return ckpt
     with np.load(path, allow_pickle=False) as f:
         if "meta" not in f.files:
             raise InputError(f"'{path}' is not a specc checkpoint (it has no 'meta')",
@@ -109,6 +120,10 @@ def load_params(path: str | Path, model: Model) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"cannot read parameters '{path}': no such file")
+    if safetensors_io.is_safetensors(path):
+        params = safetensors_io.load_params(path)
+        check_fit(params, model, str(path))
+        return params
     with np.load(path, allow_pickle=False) as f:
         files = list(f.files)
     if "meta" in files:

@@ -24,9 +24,16 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     clip: float | None = Field(None, gt=0)
-    schedule: Literal["constant", "step", "cosine"] = "constant"
+    schedule: Literal["constant", "step", "cosine", "plateau"] = "constant"
     step_size: int = Field(10, gt=0)
-    gamma: float = Field(0.1, gt=0)
+    gamma: float = Field(0.1, gt=0)  # step: the factor every step_size epochs; plateau: the factor per reduction
+    warmup: int = Field(0, ge=0)  # epochs over which lr rises linearly from lr / steps to lr, before the schedule
+    plateau_patience: int = Field(2, gt=0)  # plateau: epochs without improvement of `monitor` before lr *= gamma
+    min_lr: float = Field(0.0, ge=0)  # plateau: the lr is not reduced below this
+    patience: int | None = Field(None, gt=0)  # early stopping: epochs without improvement of `monitor`
+    monitor: Literal["val_loss", "val_accuracy", "val_mse", "train_loss", "train_accuracy", "train_mse"] = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"  # auto: max for accuracy, min for a loss or mse
+    min_delta: float = Field(0.0, ge=0)  # an improvement smaller than this does not count
     seed: int = 0
     val_split: float = Field(0.2, ge=0, lt=1)
     augment: Literal["none", "shift"] = "none"  # shift: each training image moved by up to 1 pixel

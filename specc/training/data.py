@@ -25,9 +25,9 @@ File formats:
   example's shape: the input's shape without its batch axis, where one
   symbolic size (``T`` in ``[T, B, 8]``) may be left for the row to fix.
 
-Built-in datasets (no downloads: they ship with a dependency):
+Built-in datasets (no downloads: they ship with specc):
 
-* ``digits``: scikit-learn's 1,797 handwritten digits, 8x8 pixels scaled to
+* ``digits``: the 1,797 handwritten digits of scikit-learn's ``load_digits`` (BSD-3), 8x8 pixels scaled to
   [0, 1], labels 0..9, served in the shape the model's float input asks for:
   ``[B, 64]`` flattened, ``[B, 1, 8, 8]`` as images, or ``[T, B, 8]`` as
   T = 8 row steps.  A fixed 20% (seed 0) is held out as the test split.
@@ -381,29 +381,10 @@ def load_dataset(name: str, model: Model) -> Splits:
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """Images [1797, 8, 8] in [0, 1] and labels [1797]: scikit-learn's copy of the UCI digits.
+    """Images [1797, 8, 8] in [0, 1] and labels [1797]: the copy shipped with specc (:mod:`.digits`)."""
+    from .digits import digits
 
-    Read from the CSV file scikit-learn ships (what ``load_digits`` reads),
-    without importing scikit-learn itself, which takes seconds.
-    """
-    import gzip
-    import importlib.util
-
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or spec.origin is None:
-        raise InputError("the 'digits' dataset comes with scikit-learn, which is not installed",
-                         hint="pip install scikit-learn")
-    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
-    if path.is_file():
-        with gzip.open(path, "rt") as f:
-            table = np.loadtxt(f, delimiter=",", dtype=np.float64)
-        images, labels = table[:, :64].reshape(-1, 8, 8), table[:, 64]
-    else:  # pragma: no cover - a scikit-learn that keeps the file elsewhere
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        images, labels = d.images, d.target
-    return images / 16.0, labels.astype(np.int64)
+    return digits()
 
 
 def _fit_images(model: Model, images: np.ndarray, labels: np.ndarray, name: str) -> dict[str, np.ndarray]:

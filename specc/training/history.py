@@ -25,9 +25,10 @@ class EpochRecord:
     seconds: float
     examples_per_s: float
     grad_norm: float  # mean global norm of the gradient before clipping
+    train: dict[str, float] = field(default_factory=dict)  # the metric on (a sample of) the training split
 
 
-@dataclass
+@dataclass(repr=False)
 class History:
     model: str
     config: dict[str, Any]
@@ -39,6 +40,10 @@ class History:
     grad_flow: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # when -> state -> norms
     files: dict[str, str] = field(default_factory=dict)  # plots written
     params: dict[str, np.ndarray] | None = field(default=None, repr=False)  # the trained parameters
+    best_epoch: int | None = None  # the epoch whose monitored metric was best
+    best_checkpoint: str | None = None  # its checkpoint, beside the last one
+    stopped: str | None = None  # why training ended before `epochs` (early stopping, a callback)
+    compile_seconds: float = 0.0  # compiling (or loading) kernels before epoch 1
 
     @property
     def loss(self) -> list[float]:
@@ -53,7 +58,7 @@ class History:
         if not self.records:
             return {}
         r = self.records[-1]
-        out = {"train_loss": r.train_loss}
+        out = {"train_loss": r.train_loss, **{f"train_{k}": v for k, v in r.train.items()}}
         out.update({f"val_{k}": v for k, v in r.val.items()})
         out.update({f"test_{k}": v for k, v in (self.test or {}).items()})
         return out
@@ -61,7 +66,20 @@ class History:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "metric": self.metric, "epochs": len(self.records), "final": self.final(),
                 "time_s": self.seconds, "checkpoint": self.checkpoint, "config": self.config,
+                "best_epoch": self.best_epoch, "best_checkpoint": self.best_checkpoint, "stopped": self.stopped,
+                "compile_s": self.compile_seconds,
                 "history": [asdict(r) for r in self.records], "grad_flow": self.grad_flow, "files": self.files}
+
+    def __repr__(self) -> str:
+        from ..display import history_repr
+
+        return history_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the final numbers, the best epoch, the files written and a row per epoch."""
+        from ..display import history_html
+
+        return history_html(self)
 
     @classmethod
     def from_records(cls, model: str, config: dict, metric: str | None, records: list[dict]) -> History:

@@ -23,7 +23,7 @@ each, the same float operations in the same order); :func:`clip_scale` decides c
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,19 +122,52 @@ def _c(x: float, like: np.ndarray) -> np.ndarray:
 
 
 # ---- learning-rate schedules --------------------------------------------------------------
-def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int, scale: float = 1.0) -> float:
     """The learning rate for optimizer step ``step`` (counted from 0).
 
     ``constant``: lr.  ``step``: lr * gamma ** (epoch // step_size), the epoch
     being step // steps_per_epoch.  ``cosine``: from lr down to 0 over all
     ``epochs * steps_per_epoch`` steps, lr * (1 + cos(pi * step / total)) / 2.
+    ``plateau``: lr * ``scale``, the factor :func:`plateau_scale` finds from the
+    monitored metric of the epochs so far.
+
+    ``warmup = W`` (epochs) multiplies any of them by min(1, (step + 1) / (W * steps_per_epoch)):
+    a linear rise from lr / (W * steps_per_epoch) to the schedule's value.
     """
     if cfg.schedule == "constant":
-        return cfg.lr
-    if cfg.schedule == "step":
-        return cfg.lr * cfg.gamma ** ((step // max(steps_per_epoch, 1)) // cfg.step_size)
-    total = max(cfg.epochs * steps_per_epoch, 1)
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        lr = cfg.lr
+    elif cfg.schedule == "step":
+        lr = cfg.lr * cfg.gamma ** ((step // max(steps_per_epoch, 1)) // cfg.step_size)
+    elif cfg.schedule == "plateau":
+        lr = max(cfg.lr * scale, min(cfg.min_lr, cfg.lr))
+    else:
+        total = max(cfg.epochs * steps_per_epoch, 1)
+        lr = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    if cfg.warmup:
+        lr *= min(1.0, (step + 1) / (cfg.warmup * max(steps_per_epoch, 1)))
+    return lr
+
+
+def plateau_scale(values: Sequence[float | None], better: Callable[[float, float], bool], patience: int,
+                  factor: float) -> float:
+    """Reduce-on-plateau, replayed over the monitored value of every epoch so far: the factor on lr.
+
+    As PyTorch's ``ReduceLROnPlateau``: after more than ``patience`` epochs in a row without
+    an improvement on the best value (``better(value, best)``), the factor is multiplied by
+    ``factor`` and the count starts again.  A pure function of the history, so a resumed run
+    continues with the same learning rate.  Epochs without a value (None, NaN) are skipped.
+    """
+    scale, best, bad = 1.0, None, 0
+    for v in values:
+        if v is None or not math.isfinite(v):
+            continue
+        if best is None or better(v, best):
+            best, bad = v, 0
+        else:
+            bad += 1
+            if bad > patience:
+                scale, bad = scale * factor, 0
+    return scale
 
 
 # ---- clipping ------------------------------------------------------------------------------

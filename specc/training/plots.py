@@ -18,7 +18,18 @@ if TYPE_CHECKING:
     from .history import History
 
 
+def require_matplotlib() -> None:
+    """A clear error when the optional ``plots`` extra is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        from ..errors import InputError
+
+        raise InputError("plots need matplotlib, which is not installed", hint="pip install 'specc[plots]'")
+
+
 def _pyplot():
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -28,7 +39,8 @@ def _pyplot():
 
 
 def plot_history(history: History, path: str | Path, title: str = "") -> Path:
-    """Loss per epoch (train and validation) and, beside it, the metric per epoch."""
+    """Loss per epoch (train and validation) and, beside it, the metric per epoch (train and
+    validation; accuracy in percent, as the table prints it).  Epochs are whole numbers on the axis."""
     plt = _pyplot()
     epochs = [r.epoch for r in history.records]
     metric = history.metric
@@ -38,16 +50,24 @@ def plot_history(history: History, path: str | Path, title: str = "") -> Path:
     val = [r.val.get("loss") for r in history.records]
     if any(v is not None for v in val):
         ax.plot(epochs, val, "s-", label="validation")
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
     ax.set_ylabel("loss")
     ax.set_title("loss")
     ax.grid(alpha=0.3)
     ax.legend()
     if metric:
         ax = axes[0][1]
-        ax.plot(epochs, [r.val.get(metric) for r in history.records], "s-", color="C1", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        scale = 100.0 if metric == "accuracy" else 1.0
+
+        def series(values):
+            return [None if v is None else v * scale for v in values]
+
+        train = series([r.train.get(metric) for r in history.records])
+        if any(v is not None for v in train):
+            ax.plot(epochs, train, "o-", color="C0", label="train")
+        ax.plot(epochs, series([r.val.get(metric) for r in history.records]), "s-", color="C1", label="validation")
+        _epoch_axis(ax)
+        ax.set_ylabel("accuracy (%)" if metric == "accuracy" else metric)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -55,6 +75,13 @@ def plot_history(history: History, path: str | Path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _epoch_axis(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_grad_flow(flows: Sequence[tuple[str, Sequence[StateFlow]]], path: str | Path, title: str = "") -> Path:

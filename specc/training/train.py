@@ -36,7 +36,7 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -45,13 +45,14 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import distributed
+from .callbacks import Monitor, TensorBoardLog, best_path, check_monitor, compile_kernels, run_callbacks, write_csv_log
 from .config import TrainConfig
 from .history import EpochRecord, History  # noqa: F401  (History is public here too)
 from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
 from ..errors import InputError
 from .metrics import Metric, choose_metric
 from .nanguard import first_nonfinite, nonfinite_error
-from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer
+from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer, plateau_scale
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from .gradflow import StateFlow
 
 SHUFFLE_STREAM, STEP_STREAM, AUGMENT_STREAM = 1, 2, 3
+TRAIN_METRIC_MAX = 4096  # examples of the training split the metric is measured on after each epoch
 
 
 @contextlib.contextmanager
@@ -113,8 +115,9 @@ class Trainer:
     def __init__(self, model: Model, data: Any, *, config: TrainConfig | None = None,
                  checkpoint: str | Path | None = None, resume: str | Path | None = None,
                  progress: bool = True, console: Console | None = None, plots: str | Path | None = None,
-                 grad_flow: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None,
-                 **overrides: Any):
+                 grad_flow: bool = False,
+                 on_epoch: Callable[[EpochRecord], Any] | Sequence[Callable[[EpochRecord], Any]] | None = None,
+                 log_csv: str | Path | None = None, tensorboard: str | Path | None = None, **overrides: Any):
         self.model = model
         self.world = distributed.world()  # one process, or this rank of an MPI run (data-parallel)
         self.resumed = ckpt_io.load(resume) if resume is not None else None
@@ -133,10 +136,20 @@ class Trainer:
         self.optimizer = make_optimizer(self.cfg)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.plots = Path(plots) if plots is not None else None
+        if self.plots is not None:  # a missing extra fails now, not after training
+            from .plots import require_matplotlib
+
+            require_matplotlib()
         self.want_grad_flow = grad_flow
-        self.on_epoch = on_epoch
-        self.show = progress and self.world.is_root  # only rank 0 prints and plots
-        if not self.world.is_root:
+        self.on_epoch = [] if on_epoch is None else [on_epoch] if callable(on_epoch) else list(on_epoch)
+        self.monitor = Monitor.from_config(self.cfg, self.metric)
+        check_monitor(self.monitor, self.cfg, self.val_set is not None)
+        self.best = best_path(self.checkpoint) if self.checkpoint is not None else None
+        root = self.world.is_root  # only rank 0 prints, plots and writes logs
+        self.log_csv = Path(log_csv) if log_csv is not None and root else None
+        self.tensorboard = TensorBoardLog(tensorboard) if tensorboard is not None and root else None
+        self.show = progress and root
+        if not root:
             self.plots = None
         from rich.console import Console
 
@@ -156,17 +169,22 @@ class Trainer:
         flows_before = self._grad_flow(params) if self.want_grad_flow else None
         steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch)
         first = len(history.records) + 1
+        history.compile_seconds += compile_kernels(model, self.console if self.show else None,
+                                                   functools.partial(self._warm_up, params))[1]
         steps = self._steps(params, state)
         self.world.check_same(params, "at the start")
+        history.stopped = self._early_stop(history)  # a resumed run that had already stopped stays stopped
         for epoch in range(first, cfg.epochs + 1):
-            record = self._epoch(epoch, steps, steps_per_epoch)
+            if history.stopped:
+                break
+            record = self._epoch(epoch, steps, steps_per_epoch, self._lr_scale(history))
             history.records.append(record)
             if self.world.parallel:  # every rank holds the same parameters (CudaSteps.host() would copy them)
                 self.world.check_same(steps.host()[0], f"after epoch {epoch}")
-            if self.checkpoint is not None:
-                self._save(*steps.host(), history)
-            if self.on_epoch is not None:
-                self.on_epoch(record)
+            self._after_epoch(history, steps)
+            history.stopped = run_callbacks(self.on_epoch, record) or self._early_stop(history)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         params, state = steps.host()
         if self.test_set is not None:
             history.test = self.world.evaluate(model, params, self.test_set, self.metric, seed=cfg.seed)
@@ -201,6 +219,9 @@ class Trainer:
         params = {k: ck.params[k] for k in model.param_shapes}
         history = History.from_records(model.name, cfg.model_dump(), metric, ck.meta.get("history", []))
         history.seconds = float(ck.meta.get("seconds", 0.0))
+        history.best_epoch = ck.meta.get("best_epoch")
+        if self.best is not None and history.best_epoch is not None and self.best.is_file():
+            history.best_checkpoint = str(self.best)
         return params, ck.opt_state, history
 
     def _steps(self, params, state: OptState) -> HostSteps | CudaSteps | distributed.DataParallelSteps:
@@ -211,7 +232,49 @@ class Trainer:
                                                  self.train_set.axes)
         return (CudaSteps if model.backend.device_resident else HostSteps)(model, self.optimizer, cfg.clip, params, state)
 
-    def _epoch(self, epoch: int, steps: HostSteps | CudaSteps, steps_per_epoch: int) -> EpochRecord:
+    def _warm_up(self, params) -> None:
+        """One gradient, one forward pass and one optimizer update on the first examples, all dropped
+        (no step is taken, the parameters are unchanged)."""
+        sample = dict(self.train_set.take(np.arange(min(len(self.train_set), self.cfg.batch))).arrays)
+        with np.errstate(all="ignore"):
+            _loss, grads = self.model.value_and_grad(params, seed=self.cfg.seed, training=True, **sample)
+            self.model.forward(params, seed=self.cfg.seed, training=False, **sample)
+            if not self.model.backend.device_resident:  # the host optimizer's compiled update (cuda: its own kernels)
+                self.optimizer.update(params, grads, self.optimizer.init(params), self.cfg.lr)
+
+    # -- between epochs: best checkpoint, logs, early stopping, reduce-on-plateau ------------------
+    def _after_epoch(self, history: History, steps: HostSteps | CudaSteps) -> None:
+        _best, best_epoch, _since = self.monitor.replay(history.records)
+        history.best_epoch = best_epoch
+        if self.checkpoint is not None:
+            self._save(*steps.host(), history)
+            if best_epoch == history.records[-1].epoch:
+                self._save(*steps.host(), history, path=self.best)
+                history.best_checkpoint = str(self.best)
+        if self.log_csv is not None:
+            write_csv_log(self.log_csv, history.records)
+        if self.tensorboard is not None:
+            self.tensorboard.write(history.records[-1])
+
+    def _early_stop(self, history: History) -> str | None:
+        """Why to stop now (``patience`` epochs without improvement of the monitored metric), or None."""
+        if self.cfg.patience is None or not history.records:
+            return None
+        best, best_epoch, since = self.monitor.replay(history.records)
+        if since < self.cfg.patience:
+            return None
+        shown = f"best {self.monitor.describe(best)} at epoch {best_epoch}" if best is not None else "no value"
+        return (f"stopped early after epoch {history.records[-1].epoch}: {self.monitor.key} did not improve "
+                f"for {since} epochs ({shown})")
+
+    def _lr_scale(self, history: History) -> float:
+        if self.cfg.schedule != "plateau":
+            return 1.0
+        values = [self.monitor.value(r) for r in history.records]
+        return plateau_scale(values, self.monitor.better, self.cfg.plateau_patience, self.cfg.gamma)
+
+    def _epoch(self, epoch: int, steps: HostSteps | CudaSteps, steps_per_epoch: int, scale: float = 1.0
+               ) -> EpochRecord:
         model, cfg = self.model, self.cfg
         order = epoch_order(cfg.seed, epoch, len(self.train_set))
         loss_sum, seen, norm_sum, lr = 0.0, 0, 0.0, cfg.lr
@@ -219,7 +282,7 @@ class Trainer:
         with self._bar(epoch, steps_per_epoch) as bar:
             for k, batch in enumerate(self.train_set.batches(cfg.batch, order)):
                 step = steps.step
-                lr = learning_rate(cfg, step, steps_per_epoch)
+                lr = learning_rate(cfg, step, steps_per_epoch, scale)
                 seed = step_seed(cfg.seed, step)
                 if self.augmented:
                     batch = augment_batch(batch, self.augmented, cfg.augment, augment_rng(cfg.seed, step))
@@ -231,9 +294,21 @@ class Trainer:
             seconds = time.perf_counter() - started
             val = self.world.evaluate(model, steps.host()[0], self.val_set, self.metric, seed=cfg.seed) \
                 if self.val_set else {}
-            bar.finish(val)
+            train = self._train_metric(steps.host()[0])
+            bar.finish(val, train)
         return EpochRecord(epoch, lr, loss_sum / max(seen, 1), val, seconds, seen / max(seconds, 1e-9),
-                           norm_sum / max(k + 1, 1))
+                           norm_sum / max(k + 1, 1), train)
+
+    def _train_metric(self, params) -> dict[str, float]:
+        """The metric on the training split at the epoch's end, in inference mode (as validation is
+        measured, so the two compare); on a fixed sample of TRAIN_METRIC_MAX examples of a large split."""
+        if self.metric is None:
+            return {}
+        data = self.train_set
+        if len(data) > TRAIN_METRIC_MAX:
+            data = data.take(np.sort(epoch_order(self.cfg.seed, 0, len(data))[:TRAIN_METRIC_MAX]))
+        result = self.world.evaluate(self.model, params, data, self.metric, seed=self.cfg.seed)
+        return {self.metric.name: result[self.metric.name]}
 
     # -- NaN / Inf ---------------------------------------------------------------------------
     def _guard(self, epoch, batch_index, step, batch, seed, params, loss, grads) -> None:
@@ -263,15 +338,15 @@ class Trainer:
         raise err
 
     # -- checkpoints, grad flow, plots, output ---------------------------------------------------
-    def _save(self, params, state: OptState, history: History) -> None:
+    def _save(self, params, state: OptState, history: History, path: Path | None = None) -> None:
         if not self.world.is_root:  # rank 0 writes; every rank holds the same state (World.check_same)
             return
         meta = {"spec_hash": ckpt_io.spec_hash(self.model), "model": self.model.name,
                 "config": self.cfg.model_dump(), "epoch": len(history.records), "step": state.step,
                 "rng": {"seed": self.cfg.seed, "epoch": len(history.records), "step": state.step},
                 "history": [asdict(r) for r in history.records], "test": history.test,
-                "seconds": history.seconds}
-        ckpt_io.save(self.checkpoint, ckpt_io.Checkpoint(params, state, meta))
+                "seconds": history.seconds, "best_epoch": history.best_epoch, "stopped": history.stopped}
+        ckpt_io.save(path or self.checkpoint, ckpt_io.Checkpoint(params, state, meta))
 
     def _grad_flow(self, params) -> list[StateFlow]:
         from .gradflow import grad_flow
@@ -321,12 +396,14 @@ class Trainer:
 
         m = self.metric
         table = Table(title=f"{self.model.name}: {self.cfg.optimizer}, lr {self.cfg.lr:g}, batch {self.cfg.batch}")
-        for col in ("epoch", "lr", "train loss", "val loss", f"val {m.name}" if m else None, "time", "examples/s"):
+        for col in ("epoch", "lr", "train loss", "val loss", f"train {m.name}" if m else None,
+                    f"val {m.name}" if m else None, "time", "examples/s"):
             if col:
                 table.add_column(col, justify="right")
         for r in history.records:
             row = [str(r.epoch), f"{r.lr:.3g}", f"{r.train_loss:.4f}", _fmt(r.val.get("loss"), "{:.4f}")]
             if m:
+                row.append(m.format(r.train[m.name]) if m.name in r.train else "-")
                 row.append(m.format(r.val[m.name]) if m.name in r.val else "-")
             row += [f"{r.seconds:.1f} s", f"{r.examples_per_s:,.0f}"]
             table.add_row(*row)
@@ -336,8 +413,13 @@ class Trainer:
             metric = f"test {m.name} {m.format(t[m.name])}, " if m else ""
             self.out.print(f"{metric}test loss {t['loss']:.4f} on {len(self.test_set)} held-out examples "
                            f"({self.test_set.name})")
+        if history.stopped:
+            self.out.print(history.stopped)
         if history.checkpoint:
             self.out.print(f"checkpoint: {history.checkpoint}")
+        if history.best_checkpoint:
+            self.out.print(f"best checkpoint ({self.monitor.key}, epoch {history.best_epoch}): "
+                           f"{history.best_checkpoint}")
 
 
 Guard = Callable[[Mapping[str, np.ndarray], Any, Mapping[str, np.ndarray]], None]  # (params, loss, grads)
@@ -450,13 +532,15 @@ class _EpochBar:
             self.loss, self.speed = f"loss {loss:.4f}", f"{speed:,.0f} ex/s"
             self.progress.update(self.task, advance=1, info=f"{self.loss}  {self.speed}")
 
-    def finish(self, val: Mapping[str, float]) -> None:
+    def finish(self, val: Mapping[str, float], train: Mapping[str, float] | None = None) -> None:
         if self.progress is None:
             return
         m = self.trainer.metric
         text = f"  val loss {val['loss']:.4f}" if "loss" in val and (m is None or m.name not in val) else ""
+        if m is not None and m.name in (train or {}):
+            text = f"  train {SHORT.get(m.name, m.name)} {m.format(train[m.name])}"
         if m is not None and m.name in val:
-            text = f"  val {SHORT.get(m.name, m.name)} {m.format(val[m.name])}"
+            text += f"  val {SHORT.get(m.name, m.name)} {m.format(val[m.name])}"
         self.progress.update(self.task, info=f"{self.loss}{text}  {self.speed}")
 
     def __exit__(self, *exc) -> None:
@@ -472,7 +556,8 @@ def train(model: Model | str | Path, data: Any, **options: Any) -> History:
     arrays named after the inputs.  ``options``: training settings that
     override the spec's ``train`` block (``epochs=3, lr=0.01, optimizer="sgd"``,
     any :class:`~specc.training.config.TrainConfig` field) and the :class:`Trainer`'s
-    own (``checkpoint=``, ``resume=``, ``progress=``, ``plots=``, ``grad_flow=``).
+    own (``checkpoint=``, ``resume=``, ``progress=``, ``plots=``, ``grad_flow=``, ``on_epoch=``,
+    ``log_csv=``, ``tensorboard=``).
     The trained parameters are ``history.params``.
     """
     if not hasattr(model, "value_and_grad"):

@@ -28,10 +28,12 @@ Memory: a kernel allocates its temporaries and results afresh at every call
 (tens of MB for a recurrence's training step), and glibc's malloc gives
 large freed blocks back to the system at once, so the next call takes them
 again as fresh pages: about 8,000 page faults per LSTM training step at
-T=50, B=32, H=256, 30% of its time on one thread.  Before the first kernel
-call :func:`tune_allocator` asks glibc (``mallopt``) to serve blocks up to
-64 MB from its heap and to keep up to 256 MB of freed heap for reuse;
-``SPECC_MALLOC_TUNING=0`` leaves the allocator as it is.
+T=50, B=32, H=256, 30% of its time on one thread.  :func:`tune_allocator` asks
+glibc (``mallopt``) to serve blocks up to 64 MB from its heap and to keep up to
+256 MB of freed heap for reuse.  That changes the whole process's allocator, so
+it is done only when asked: the ``specc`` command asks (``SPECC_MALLOC_TUNING=0``
+stops it); a program that imports specc keeps its allocator unless it calls
+``tune_allocator(force=True)`` or sets ``SPECC_MALLOC_TUNING=1``.
 """
 
 from __future__ import annotations
@@ -139,18 +141,21 @@ TRIM_THRESHOLD = 256 << 20  # freed heap kept for reuse before any goes back to 
 _ALLOCATOR: bool | None = None  # None: not tuned yet; else whether glibc took the settings
 
 
-def tune_allocator() -> bool:
+def tune_allocator(force: bool = False) -> bool:
     """Keep the memory of freed large blocks for the next kernel call (glibc only; once per process).
 
+    Only when asked: ``force=True`` or ``$SPECC_MALLOC_TUNING=1`` (the runtime calls this before
+    every kernel call without ``force``: a host application's allocator is left alone).
     Sets glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` (which also stops their dynamic
-    adjustment).  Returns whether glibc took them: False on other C libraries, or when
-    ``$SPECC_MALLOC_TUNING`` is ``0``.
+    adjustment).  Returns whether the allocator is tuned: False when not asked, on other C libraries.
     """
     global _ALLOCATOR
+    if not (force or os.environ.get("SPECC_MALLOC_TUNING") == "1"):
+        return bool(_ALLOCATOR)
     if _ALLOCATOR is not None:
         return _ALLOCATOR
     _ALLOCATOR = False
-    if os.environ.get("SPECC_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
