@@ -17,7 +17,7 @@ import numpy as np
 
 from .frontend import elaborate
 from .training.config import TrainConfig, train_config
-from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean
+from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean, read_source
 from .training.initializers import initialize, param_rng
 from .backends.interp import interpret
 from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
@@ -27,11 +27,10 @@ DTYPE_NAMES = {"float32": "f32", "float64": "f64", "f32": "f32", "f64": "f64"}
 
 
 def load_source(spec: str | Path) -> Source:
+    """A Path is always a file (the command line passes one); a str is source text when it holds
+    a newline or a ``{``, else a file name (``specc.compile("specs/mlp.nn")``)."""
     if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and "{" not in spec):
-        path = Path(spec)
-        if not path.is_file():
-            raise SpeccError(f"cannot read spec file '{spec}': no such file")
-        return Source(str(spec), path.read_text())
+        return read_source(spec)
     return Source("<string>", str(spec))
 
 

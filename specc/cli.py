@@ -165,6 +165,8 @@ def add_train_commands(command) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if isinstance(getattr(args, "spec", None), str):
+        args.spec = Path(args.spec)  # a path on the command line is always a path, never spec text
     try:
         return COMMANDS[args.command](args)
     except SpeccError as e:

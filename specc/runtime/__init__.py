@@ -29,7 +29,8 @@ from ..backends.cpu.runtime import _blas_limit, kernel_threads, tune_allocator
 from ..errors import InputError
 from ..ir.core import NUMPY_DTYPES, Graph, Value
 from ..ir.dims import concrete, shape_str
-from .cache import STATS, CacheStats, _load, cache_dir, cache_info, cache_key, clear_cache
+from .cache import (STATS, CacheStats, _load, _numba_files, cache_dir, cache_info, cache_key, clear_cache,
+                    reload_without_numba_cache)
 
 __all__ = ["CacheStats", "CompiledGraph", "STATS", "cache_dir", "cache_info", "cache_key", "clear_cache",
            "compile_graph"]
@@ -115,7 +116,15 @@ def compile_graph(graph: Graph, *, target: str = "cpu", name: str = "graph") -> 
     if hasattr(entry, "signatures"):  # one kernel: compile it now, for the exact argument types
         sig = _signature(module, graph)
         if sig not in [tuple(s) for s in entry.signatures]:
-            entry.compile(sig)
+            try:
+                entry.compile(sig)
+            except Exception:
+                if not _numba_files(path):
+                    raise
+                # Numba's cached machine code of this module failed to load: rebuild it once
+                mod = reload_without_numba_cache(module, path, key)
+                entry = getattr(mod, module.entry)
+                entry.compile(sig)
     # else the entry is Python calling kernels in turn (a module with threads): each compiles,
     # or loads from Numba's cache, on the first call
     return CompiledGraph(graph, module, path, entry, _module=mod)

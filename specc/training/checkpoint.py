@@ -146,7 +146,7 @@ def _param_site(model: Model, name: str) -> tuple[Span | None, list[tuple[str, S
     if info.loc is None or model.source is None or info.loc.source is model.source:
         return info.loc, []
     binding = re.compile(rf"^(\s*(?:output\s+)?){re.escape(name.split('.')[0])}\s*=")
-    for n, line in enumerate(model.source.text.splitlines(), 1):
+    for n, line in enumerate(model.source.lines(), 1):
         m = binding.match(line)
         if m:
             return Span(model.source, n, len(m.group(1)) + 1, n, len(line.rstrip()) + 1), [("declared here", info.loc)]
