@@ -48,8 +48,7 @@ def _lark() -> Lark:
     :mod:`specc.safefiles`), never in a shared temp directory (``Lark(cache=True)`` would unpickle
     a predictable name in $TMPDIR, which another user can plant)."""
     text = grammar_path().read_text(encoding="utf-8")
-    key = hashlib.sha256(f"{text}\0{lark.__version__}\0{sorted(_OPTIONS.items())}\0{sys.version}".encode())
-    path = private_dir("parser") / f"lalr_{key.hexdigest()[:20]}.pickle"
+    path = tables_path(text)
     data = read_private(path)
     if data is not None:
         try:
@@ -64,6 +63,12 @@ def _lark() -> Lark:
     except OSError:
         pass  # an unwritable cache: the tables are rebuilt by the next process
     return parser
+
+
+def tables_path(grammar: str) -> Path:
+    """Where the LALR tables of ``grammar`` are kept: keyed by the grammar, Lark's and Python's versions."""
+    key = hashlib.sha256(f"{grammar}\0{lark.__version__}\0{sorted(_OPTIONS.items())}\0{sys.version}".encode())
+    return private_dir("parser") / f"lalr_{key.hexdigest()[:20]}.pickle"
 
 
 def parse(source: Source) -> A.Module:
