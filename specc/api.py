@@ -20,6 +20,7 @@ from .training.config import TrainConfig, train_config
 from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean, read_source
 from .training.initializers import initialize, param_rng
 from .backends.interp import interpret
+from .training.npzfile import first_nonfinite
 from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
 
 TARGETS = ("cpu", "cuda", "interp")
@@ -73,6 +74,7 @@ class Model:
         self.target = target
         self.source = source
         self.dtype = "float64" if program.float_dtype == "f64" else "float32"
+        self.allow_nonfinite = False  # True: inputs may hold NaN or infinity (--allow-nonfinite)
         self._grad_programs: dict[bool, Any] = {}
         self._compiled: dict[tuple, tuple[list[int], Any]] = {}
 
@@ -137,7 +139,7 @@ class Model:
                 if required:
                     raise InputError(f"missing input '{info.name}': expected {_describe(info.value)}")
                 continue
-            arrays[info.name] = _coerce(info.name, inputs[info.name], info.value)
+            arrays[info.name] = _coerce(info.name, inputs[info.name], info.value, self.allow_nonfinite)
             _bind_shape(info.name, arrays[info.name], info.value, dims, origin)
             n = self.label_classes.get(info.name)
             a = arrays[info.name]
@@ -265,7 +267,8 @@ def _describe(v: Value) -> str:
     return str(v.type)
 
 
-def _coerce(name: str, x: Any, v: Value) -> np.ndarray:
+def _coerce(name: str, x: Any, v: Value, allow_nonfinite: bool = False) -> np.ndarray:
+    """The input as the declared dtype, its values checked before the cast (which would wrap or overflow)."""
     a = np.asarray(x)
     want = NUMPY_DTYPES[v.dtype]
     if v.type.is_float:
@@ -274,7 +277,23 @@ def _coerce(name: str, x: Any, v: Value) -> np.ndarray:
     elif not np.issubdtype(a.dtype, np.integer):
         raise InputError(f"input '{name}' has dtype {a.dtype}, expected integers {v.type}",
                          hint="class labels must be integer ids")
-    return np.ascontiguousarray(a, dtype=want)
+    else:
+        info = np.iinfo(want)
+        if a.size and (a.min() < info.min or a.max() > info.max):
+            index = tuple(int(i) for i in np.argwhere((a < info.min) | (a > info.max))[0])
+            raise InputError(f"input '{name}' holds {a[index]} at index {list(index)}, outside the range of "
+                             f"{v.dtype} ({info.min} to {info.max})")
+    out = np.ascontiguousarray(a, dtype=want)
+    if not allow_nonfinite and v.type.is_float:
+        bad = first_nonfinite(out)
+        if bad is not None:
+            index, value = bad
+            overflow = np.issubdtype(a.dtype, np.floating) and np.isfinite(a[index])
+            raise InputError(f"input '{name}' holds {value} at index {list(index)}"
+                             + (f" (the value {a[index]!r} does not fit in {v.dtype})" if overflow else ""),
+                             hint="fix the data; if non-finite values are intended, pass --allow-nonfinite "
+                                  "(model.allow_nonfinite = True)")
+    return out
 
 
 def _bind_shape(name: str, a: np.ndarray, v: Value, dims: dict[str, int], origin: dict[str, str]) -> None:
@@ -292,6 +311,8 @@ def _bind_shape(name: str, a: np.ndarray, v: Value, dims: dict[str, int], origin
             if d.value != n:
                 raise fail(f"axis {axis} is {n}, not {d.value}")
         elif sym is not None and sym not in dims:
+            if n == 0:
+                raise fail(f"axis {axis} ({sym}) is 0; every size must be at least 1")
             dims[sym], origin[sym] = n, f"input '{name}' axis {axis}"
         elif sym is not None:
             if dims[sym] != n:

@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     run.add_argument("--target", choices=TARGET_CHOICES, default=None,
                      help="where to run: interp, cpu or cuda; default $SPECC_TARGET or cpu")
+    run.add_argument("--allow-nonfinite", action="store_true", help="accept NaN or infinity in the inputs")
     bench = command("bench", "time the compiled forward pass and training step of a spec on random inputs")
     bench.add_argument("--dim", action="append", default=[], metavar="NAME=N",
                        help="size of a symbolic dim (repeatable; default 32 each)")
@@ -133,6 +134,7 @@ def add_train_commands(command) -> None:
         src.add_argument("--data", type=Path, help="a data file: .npz (one array per input), .npy or .csv")
         src.add_argument("--dataset", choices=DATASETS, help="a built-in dataset (its held-out test split for eval)")
         c.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+        c.add_argument("--allow-nonfinite", action="store_true", help="accept NaN or infinity in the inputs")
 
     t = command("train", "train a model; progress per epoch, checkpoints, a final table")
     data_options(t)
@@ -187,7 +189,9 @@ TARGET_CHOICES = ["cpu", "cuda", "interp"]
 def _compile(args):
     from .api import compile
 
-    return compile(args.spec, target=getattr(args, "target", None), dtype=args.dtype, model=args.model)
+    model = compile(args.spec, target=getattr(args, "target", None), dtype=args.dtype, model=args.model)
+    model.allow_nonfinite = getattr(args, "allow_nonfinite", False)
+    return model
 
 
 def cmd_check(args) -> int:
@@ -420,6 +424,7 @@ def cmd_train(args) -> int:
     from .training.train import Trainer
 
     model = compile(args.spec, target=args.target, dtype=args.dtype, model=args.model)
+    model.allow_nonfinite = args.allow_nonfinite
     out = args.output or Path(f"{Path(args.spec).stem}.ckpt.npz")
     overrides = {"epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer, "lr": args.lr,
                  "schedule": args.schedule, "weight_decay": args.weight_decay, "clip": args.clip,

@@ -15,7 +15,8 @@ from ..errors import ConfigError, Span, did_you_mean
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `--lr inf` or `lr = nan` is an error, not a run that ends in NaN
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     optimizer: Literal["sgd", "momentum", "adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
@@ -27,7 +28,7 @@ class TrainConfig(BaseModel):
     schedule: Literal["constant", "step", "cosine"] = "constant"
     step_size: int = Field(10, gt=0)
     gamma: float = Field(0.1, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     val_split: float = Field(0.2, ge=0, lt=1)
     augment: Literal["none", "shift"] = "none"  # shift: each training image moved by up to 1 pixel
 
@@ -58,4 +59,6 @@ def train_config(items: Mapping[str, tuple[Any, Span | None]], overrides: Mappin
         choices = err.get("ctx", {}).get("expected")
         if choices and isinstance(err.get("input"), str):
             hint = did_you_mean(err["input"], [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")])
-        raise ConfigError(f"training setting '{key}': {err['msg']}", spans.get(key), hint=hint) from None
+        source = "" if spans.get(key) is not None or key not in (overrides or {}) else " (from the command line)"
+        raise ConfigError(f"training setting '{key}'{source}: {err['msg']}, got {err.get('input')!r}",
+                          spans.get(key), hint=hint) from None

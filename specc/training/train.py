@@ -45,7 +45,7 @@ from .config import TrainConfig
 from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
 from ..errors import InputError
 from .metrics import Metric, choose_metric, evaluate
-from .nanguard import first_nonfinite, nonfinite_error
+from .nanguard import check_params, first_nonfinite, nonfinite_error
 from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer
 
 if TYPE_CHECKING:
@@ -296,6 +296,7 @@ class Trainer:
 
     # -- checkpoints, grad flow, plots, output ---------------------------------------------------
     def _save(self, params, state: OptState, history: History) -> None:
+        check_params(params, f"not saving epoch {len(history.records)}")  # never a checkpoint of NaN
         meta = {"spec_hash": ckpt_io.spec_hash(self.model), "model": self.model.name,
                 "config": self.cfg.model_dump(), "epoch": len(history.records), "step": state.step,
                 "rng": {"seed": self.cfg.seed, "epoch": len(history.records), "step": state.step},
@@ -392,7 +393,10 @@ class HostSteps:
             loss, grads = self.model.value_and_grad(self.params, seed=seed, training=True, **batch)
         guard(self.params, loss, grads)
         grads, norm = clip_by_global_norm(grads, self.clip)
-        self.params, self.state = self.optimizer.update(self.params, grads, self.state, lr)
+        with np.errstate(all="ignore"):  # an overflow is reported next, with the parameter
+            params, state = self.optimizer.update(self.params, grads, self.state, lr)
+        check_params(params, f"training stopped at step {self.state.step}", lr)  # before they replace the good ones
+        self.params, self.state = params, state
         return float(loss), norm
 
     def host(self) -> tuple[dict[str, np.ndarray], OptState]:
