@@ -283,14 +283,15 @@ def _coerce(name: str, x: Any, v: Value, allow_nonfinite: bool = False) -> np.nd
             index = tuple(int(i) for i in np.argwhere((a < info.min) | (a > info.max))[0])
             raise InputError(f"input '{name}' holds {a[index]} at index {list(index)}, outside the range of "
                              f"{v.dtype} ({info.min} to {info.max})")
-    out = np.ascontiguousarray(a, dtype=want)
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, reported just below
+        out = np.ascontiguousarray(a, dtype=want)
     if not allow_nonfinite and v.type.is_float:
         bad = first_nonfinite(out)
         if bad is not None:
             index, value = bad
             overflow = np.issubdtype(a.dtype, np.floating) and np.isfinite(a[index])
             raise InputError(f"input '{name}' holds {value} at index {list(index)}"
-                             + (f" (the value {a[index]!r} does not fit in {v.dtype})" if overflow else ""),
+                             + (f" (the value {float(a[index])!r} does not fit in {v.dtype})" if overflow else ""),
                              hint="fix the data; if non-finite values are intended, pass --allow-nonfinite "
                                   "(model.allow_nonfinite = True)")
     return out

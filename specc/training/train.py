@@ -41,9 +41,8 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .config import TrainConfig
+from .config import ALIASES, TrainConfig
 from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
-from ..errors import InputError
 from .metrics import Metric, choose_metric, evaluate
 from .nanguard import check_params, first_nonfinite, nonfinite_error
 from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer
@@ -154,6 +153,28 @@ def as_splits(model: Model, data: Any) -> Splits:
                     f"({', '.join(DATASETS)}), a specc.training.data.Dataset or a dict of arrays")
 
 
+def resumed_config(model: Model, ck: ckpt_io.Checkpoint, overrides: Mapping[str, Any], console: Console
+                   ) -> TrainConfig:
+    """The settings of a resumed run: the checkpoint's, then the options given now (command line or
+    keyword arguments); the spec's ``train`` block is not read.  Said on stderr, even with --quiet,
+    when the spec text differs from the one the checkpoint was saved from, or its ``train`` block
+    asks for settings that the checkpoint's override."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = TrainConfig(**{**ck.meta["config"], **given})
+    if ck.meta.get("spec_hash") not in (None, ckpt_io.spec_hash(model)):
+        console.print("warning: the checkpoint was saved from a different spec text; its parameters fit this "
+                      "one, so training goes on", markup=False)
+    spec_cfg = model.train_config().model_dump()
+    written = set(model.program.train)  # the keys the spec's train block sets itself
+    written = {ALIASES.get(k, k) for k in written}
+    differ = [k for k in sorted(written) if k not in given and spec_cfg.get(k) != getattr(config, k, None)]
+    if differ:
+        pairs = ", ".join(f"{k} {getattr(config, k)!r} (the spec says {spec_cfg[k]!r})" for k in differ)
+        console.print(f"note: resuming with the checkpoint's settings: {pairs}; options given now "
+                      f"(--lr, ...) override them", markup=False)
+    return config
+
+
 class Trainer:
     """One training run.  ``Trainer(model, data, epochs=3).fit()`` returns the :class:`History`."""
 
@@ -163,14 +184,20 @@ class Trainer:
                  grad_flow: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None,
                  **overrides: Any):
         self.model = model
-        self.resumed = ckpt_io.load(resume) if resume is not None else None
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True, highlight=False)
+        self.resumed = ckpt_io.load(resume, EpochRecord) if resume is not None else None
         if config is None:
-            if self.resumed is not None:  # the run's own settings, then any overrides
-                config = TrainConfig(**{**self.resumed.meta["config"],
-                                        **{k: v for k, v in overrides.items() if v is not None}})
+            if self.resumed is not None:  # the run's own settings, then any overrides (docs/training.md)
+                config = resumed_config(model, self.resumed, overrides, self.console)
             else:
                 config = model.train_config(**overrides)
         self.cfg = config
+        if checkpoint is not None:
+            stale = ckpt_io.remove_stale_temps(checkpoint)
+            if stale and progress:
+                self.console.print(f"removed {len(stale)} temporary file(s) of an interrupted checkpoint write")
         splits = as_splits(model, data)
         self.train_set, self.val_set = splits.train.split(self.cfg.val_split, self.cfg.seed)
         self.test_set = splits.test
@@ -182,9 +209,6 @@ class Trainer:
         self.want_grad_flow = grad_flow
         self.on_epoch = on_epoch
         self.show = progress
-        from rich.console import Console
-
-        self.console = console or Console(stderr=True, highlight=False)
         self.out = Console(highlight=False) if console is None else console
 
     # -- the run -----------------------------------------------------------------------------
@@ -232,13 +256,7 @@ class Trainer:
             return params, self.optimizer.init(params), History(model.name, cfg.model_dump(), metric)
         ck = self.resumed
         ckpt_io.check_fit(ck.params, model)
-        if ck.meta.get("spec_hash") != ckpt_io.spec_hash(model) and self.show:
-            self.console.print("[yellow]warning:[/] the checkpoint was saved from a different spec text; "
-                               "its parameters fit this one, so training goes on")
-        want = set(self.optimizer.slots)
-        if set(ck.opt_state.slots) != want:
-            raise InputError(f"the checkpoint holds optimizer state for {ck.meta['config']['optimizer']}, "
-                                     f"not {cfg.optimizer}", hint="resume with the optimizer it was trained with")
+        ckpt_io.check_state(ck, self.optimizer.slots, cfg.optimizer)
         params = {k: ck.params[k] for k in model.param_shapes}
         history = History.from_records(model.name, cfg.model_dump(), metric, ck.meta.get("history", []))
         history.seconds = float(ck.meta.get("seconds", 0.0))
