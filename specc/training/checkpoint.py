@@ -163,20 +163,28 @@ def _meta(path: Path, raw: np.ndarray, record: type | None) -> Meta:
         where = ".".join(str(x) for x in err["loc"]) or "meta"
         got = f", got {err['input']!r}" if err["type"] != "missing" else ""
         raise _bad(path, f"metadata '{where}': {err['msg'].lower()}{got}") from None
+    for i, rec in enumerate(meta.history):  # numbers, and one dict of numbers (val)
+        if not all(_number(v) or (isinstance(v, dict) and all(_number(x) for x in v.values())) for v in rec.values()):
+            raise _bad(path, f"history record {i + 1} holds a value that is not a number")
     if record is None:
         return meta
-    fields = {f.name: f.type for f in dataclasses.fields(record)}
-    for i, record in enumerate(meta.history):
-        unknown = sorted(set(record) - set(fields))
-        missing = sorted(set(fields) - set(record))
+    fields = [f.name for f in dataclasses.fields(record)]
+    mappings = {f.name for f in dataclasses.fields(record) if str(f.type).startswith(("dict", "Mapping"))}
+    for i, rec in enumerate(meta.history):
+        unknown = sorted(set(rec) - set(fields))
+        missing = [f for f in fields if f not in rec]
         if unknown or missing:
             problem = f"an unknown key '{unknown[0]}'" if unknown else f"no '{missing[0]}'"
             raise _bad(path, f"history record {i + 1} has {problem} (its keys are {', '.join(fields)})")
-        if not isinstance(record["val"], dict) or not all(isinstance(v, (int, float)) for v in record["val"].values()) \
-                or not all(isinstance(record[k], (int, float)) and not isinstance(record[k], bool)
-                           for k in fields if k != "val"):
-            raise _bad(path, f"history record {i + 1} holds a value that is not a number")
+        wrong = [k for k in fields if isinstance(rec[k], dict) != (k in mappings)]
+        if wrong:
+            raise _bad(path, f"history record {i + 1}: '{wrong[0]}' is not "
+                             f"{'a mapping' if wrong[0] in mappings else 'a number'}")
     return meta
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def load(path: str | Path, history_record: type | None = None) -> Checkpoint:
