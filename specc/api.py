@@ -9,6 +9,7 @@ pass (through the reference interpreter until a compiled backend is chosen).
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,7 +18,7 @@ import numpy as np
 
 from .frontend import elaborate
 from .training.config import TrainConfig, train_config
-from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean, read_source
+from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean, param_site, read_source
 from .training.initializers import initialize, param_rng
 from .backends.interp import interpret
 from .training.npzfile import first_nonfinite
@@ -53,9 +54,34 @@ def build_program(source: Source, dtype: str | None = None, model: str | None = 
             raise ModelError(f"no model named '{model}' in {source.name}", _file_start(source),
                              hint=did_you_mean(model, [m.name for m in mod.models]))
         m = found[0]
-    prog = elaborate.Elaborator(mod, dtype).model(m)
+    try:
+        prog = elaborate.Elaborator(mod, dtype).model(m)
+    except RecursionError:
+        raise _too_deep(m.name, m.span) from None
     verify_program(prog)
+    _check_param_sizes(prog, source)
     return prog
+
+
+MAX_ELEMENTS = 2**62  # a tensor's element count, and its byte size, must fit the int64 sizes kernels use
+
+
+def _check_param_sizes(prog: Program, source: Source) -> None:
+    """A parameter whose size overflows int64 is a spec error at the line that makes it (kernels would wrap)."""
+    for p in prog.params:
+        n = math.prod(d.value for d in p.value.shape)
+        if n * NUMPY_DTYPES[p.value.dtype]().itemsize > MAX_ELEMENTS:
+            loc, related = param_site(prog.params, source, p.name)
+            raise ModelError(f"parameter '{p.name}' {list(d.value for d in p.value.shape)} holds {n:.3g} numbers: "
+                             f"more than any machine can hold", loc, related=related,
+                             hint="check the sizes given to its layer")
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def check_layers(source: Source) -> None:
@@ -65,7 +91,18 @@ def check_layers(source: Source) -> None:
     el.declare_global_dims()
     for layer in mod.layers.values():
         if layer.span.source is source:
-            el.trial_layer(layer)
+            try:
+                el.trial_layer(layer)
+            except RecursionError:
+                raise _too_deep(layer.name, layer.span) from None
+
+
+def _too_deep(name: str, span: Span) -> ModelError:
+    """The last line of defence against a spec nested deeper than the checker's recursion (a long chain
+    of layers calling layers): one located error, never a RecursionError traceback."""
+    return ModelError(f"'{name}' nests too deeply to check (a chain of layers calling layers, or of expressions, "
+                      f"deeper than the checker's recursion allows)", span,
+                      hint="flatten the chain: call fewer layers inside one another")
 
 
 class Model:
@@ -118,10 +155,27 @@ class Model:
 
     # -- parameters and inputs -------------------------------------------------------------
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """The parameters, initialised; a parameter that cannot fit in memory is an error before allocating."""
+        memory = _memory_bytes()
+        total = 0
+        for p in self.program.params:
+            size = math.prod(self.param_shapes[p.name]) * NUMPY_DTYPES[p.value.dtype]().itemsize
+            total += size
+            if memory is not None and total > memory:
+                loc, related = param_site(self.program.params, self.source, p.name)
+                raise ModelError(f"parameter '{p.name}' {list(self.param_shapes[p.name])} takes {size:,} bytes; "
+                                 f"with the parameters before it, more than this machine's memory ({memory:,} bytes)",
+                                 loc, related=related)
         out = {}
         for p in self.program.params:
             dt = NUMPY_DTYPES[p.value.dtype]
-            out[p.name] = initialize(p.init, self.param_shapes[p.name], dt, param_rng(seed, p.name))
+            try:
+                with np.errstate(over="raise", invalid="raise", divide="raise"):
+                    out[p.name] = initialize(p.init, self.param_shapes[p.name], dt, param_rng(seed, p.name))
+            except (ValueError, OverflowError, FloatingPointError, MemoryError) as e:  # normal(-1), uniform(0, 1e999)
+                loc, related = param_site(self.program.params, self.source, p.name)
+                raise ModelError(f"cannot initialise parameter '{p.name}' with {p.init}: {e}", loc,
+                                 related=related) from None
         return out
 
     def bind_inputs(self, inputs: Mapping[str, Any], *, required: bool = True

@@ -17,9 +17,10 @@ Every error the compiler or runtime raises for bad user input is a
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -202,3 +203,17 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str | None
 
 def join_names(names: Sequence[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)
+
+
+def param_site(params: Iterable[Any], source: Source | None, name: str) -> tuple[Span | None, list[tuple[str, Span]]]:
+    """Where to point for a parameter: its declaration when the spec's own file has it; for a
+    library layer's parameter (``h2.dense.W``), the spec's line that binds ``h2``, noting the declaration."""
+    info = next(p for p in params if p.name == name)  # an IR ParamInfo: .name, .loc
+    if info.loc is None or source is None or info.loc.source is source:
+        return info.loc, []
+    binding = re.compile(rf"^(\s*(?:output\s+)?){re.escape(name.split('.')[0])}\s*=")
+    for n, line in enumerate(source.lines(), 1):
+        m = binding.match(line)
+        if m:
+            return Span(source, n, len(m.group(1)) + 1, n, len(line.rstrip()) + 1), [("declared here", info.loc)]
+    return info.loc, []

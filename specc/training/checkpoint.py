@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import InputError, Span, did_you_mean
+from ..errors import InputError, Span, did_you_mean, param_site
 from .config import TrainConfig
 from .npzfile import first_nonfinite, read_npz
 from .optim import OptState
@@ -279,14 +279,4 @@ def check_fit(params: Mapping[str, np.ndarray], model: Model, where: str = "the 
 
 
 def _param_site(model: Model, name: str) -> tuple[Span | None, list[tuple[str, Span]]]:
-    """Where to point for a parameter: its declaration when the spec's own file has it; for a
-    library layer's parameter (``h2.dense.W``), the spec's line that binds ``h2``, noting the declaration."""
-    info = next(p for p in model.program.params if p.name == name)
-    if info.loc is None or model.source is None or info.loc.source is model.source:
-        return info.loc, []
-    binding = re.compile(rf"^(\s*(?:output\s+)?){re.escape(name.split('.')[0])}\s*=")
-    for n, line in enumerate(model.source.lines(), 1):
-        m = binding.match(line)
-        if m:
-            return Span(model.source, n, len(m.group(1)) + 1, n, len(line.rstrip()) + 1), [("declared here", info.loc)]
-    return info.loc, []
+    return param_site(model.program.params, model.source, name)
