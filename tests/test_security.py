@@ -241,6 +241,19 @@ def test_cache_that_cannot_be_written_falls_back(fresh, monkeypatch, capsys) -> 
     assert "Read-only file system" in capsys.readouterr().err
 
 
+def test_temp_files_of_killed_writes_are_removed(fresh) -> None:
+    graph = _graph()
+    path = _entry_path(fresh, graph)
+    path.parent.mkdir(parents=True, mode=0o700)
+    fresh.chmod(0o700)
+    old, young = path.parent / ".x.py.abc.tmp", path.parent / ".y.py.def.tmp"
+    old.write_text("half")
+    young.write_text("being written")
+    os.utime(old, (0, 0))
+    _works(runtime.compile_graph(graph, name="small"))
+    assert not old.exists() and young.exists()  # a write under way in another process is left alone
+
+
 def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch) -> None:
     def full(_fd):
         raise OSError(28, "No space left on device")

@@ -50,8 +50,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backends import GeneratedModule
-from ..safefiles import configured_dir, fallback_dir, private_dir, read_private, unsafe_reason, warn_once, \
-    write_atomic
+from ..safefiles import configured_dir, fallback_dir, private_dir, read_private, remove_stale_temps, unsafe_reason, \
+    warn_once, write_atomic
 
 MODULE_PREFIX = "specc_kernels"
 
@@ -152,6 +152,7 @@ def _store(module: GeneratedModule, key: str) -> Path:
     if found is not None or path.exists() or path.is_symlink():
         warn_once(f"discarded the damaged kernel cache entry {path}; rebuilding it")
         _discard_numba_cache(path)
+    remove_stale_temps(directory)  # left by writes that were killed (kill -9, a full disk)
     try:
         write_atomic(path, data)
     except OSError as e:
