@@ -145,6 +145,10 @@ def _store(module: GeneratedModule, key: str) -> Path:
     data = module.source.encode()
     directory = private_dir(module.target)
     path = directory / f"{module.name}_{key}.py"
+    try:  # made here, 0700, rather than by Numba with the umask's mode (0775 under umask 002)
+        (directory / "__pycache__").mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        pass
     found = read_private(path)
     if found == data:
         _check_numba_cache(path)
