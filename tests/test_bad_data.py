@@ -233,7 +233,7 @@ def test_csv_nan_cell_is_named(spec, tmp_path, capsys):
 def test_bad_setting_is_refused(spec, tmp_path, capsys, option, value):
     np.savez(tmp_path / "d.npz", **good())
     err = fails(["train", str(spec), "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "c.npz"),
-                 option, value], capsys, "training setting", "(from the command line)")
+                 option, value], capsys, "training setting", "(from the command line: ")
     assert not (tmp_path / "c.npz").exists()
     assert "Traceback" not in err
 

@@ -59,6 +59,7 @@ def train_config(items: Mapping[str, tuple[Any, Span | None]], overrides: Mappin
         choices = err.get("ctx", {}).get("expected")
         if choices and isinstance(err.get("input"), str):
             hint = did_you_mean(err["input"], [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")])
-        source = "" if spans.get(key) is not None or key not in (overrides or {}) else " (from the command line)"
-        raise ConfigError(f"training setting '{key}'{source}: {err['msg']}, got {err.get('input')!r}",
-                          spans.get(key), hint=hint) from None
+        # a setting from the spec is underlined there; one from the command line is named with its value
+        given = "" if spans.get(key) is not None or key not in (overrides or {}) else \
+            f" (from the command line: {err.get('input')!r})"
+        raise ConfigError(f"training setting '{key}'{given}: {err['msg']}", spans.get(key), hint=hint) from None
