@@ -14,7 +14,7 @@ line mutations (delete, duplicate, swap, move, splice a line of another spec, tr
 grammar-aware generation of whole models (random dims, parameters, recurrences and expressions over
 the builtins and the standard layers).
 
-Each case runs in a worker process with a memory limit (``RLIMIT_AS``) and a time limit (SIGALRM,
+Each case runs in a worker process with a memory limit (``RLIMIT_DATA``) and a time limit (SIGALRM,
 and the pool is rebuilt when a worker dies or stops answering).
 
     python benchmarks/fuzz_specs.py --cases 12000 --seed 1 --limit 10 --out fuzz-report/
@@ -210,11 +210,11 @@ def _init_worker(memory_mb: int) -> None:
 
     os.environ["SPECC_TARGET"] = "interp"
     sys.setrecursionlimit(1000)
-    if memory_mb:
+    if memory_mb:  # RLIMIT_DATA (heap and mmap), not RLIMIT_AS: a stack that cannot grow is a SIGSEGV
         import resource
 
         limit = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     signal.signal(signal.SIGALRM, _alarm)
     import specc.cli  # noqa: F401 - imported once per worker, not per case
 
@@ -270,23 +270,34 @@ def _run_chunk(args: tuple[int, list[int], float]) -> list[Outcome]:
 
 def run(cases: int, seed: int = 0, workers: int = 2, limit_s: float = 10.0, memory_mb: int = 2048,
         chunk: int = 50) -> list[Outcome]:
-    """Run ``cases`` cases in ``workers`` processes; a chunk whose worker dies is run again case by case."""
-    chunks = [list(range(s, min(s + chunk, cases))) for s in range(0, cases, chunk)]
+    """Run ``cases`` cases in ``workers`` processes.
+
+    When a worker dies (a crash below Python), every chunk still running is lost with it: those
+    chunks run again in a fresh pool, and a chunk lost twice runs case by case, so that the case
+    that kills its worker is found and recorded (``worker died``) and no other case is lost.
+    """
+    queue = [list(range(s, min(s + chunk, cases))) for s in range(0, cases, chunk)]
+    lost: dict[tuple[int, ...], int] = {}
     results: list[Outcome] = []
-    retry: list[int] = []
-    with cf.ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(memory_mb,)) as pool:
-        futures = {pool.submit(_run_chunk, (seed, c, limit_s)): c for c in chunks}
-        for f in cf.as_completed(futures):
-            try:
-                results.extend(f.result())
-            except Exception:  # a worker died (a crash below Python, the memory limit): find the case
-                retry.extend(futures[f])
-    for i in retry:
-        with cf.ProcessPoolExecutor(1, initializer=_init_worker, initargs=(memory_mb,)) as one:
-            try:
-                results.extend(one.submit(_run_chunk, (seed, [i], limit_s)).result(timeout=limit_s * 3 + 30))
-            except Exception as e:  # noqa: BLE001
-                results.append(Outcome(i, "?", "traceback", 0.0, f"the worker died: {e!r}", "worker died"))
+    while queue:
+        again: list[list[int]] = []
+        with cf.ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(memory_mb,)) as pool:
+            futures = {pool.submit(_run_chunk, (seed, c, limit_s)): c for c in queue}
+            for f in cf.as_completed(futures):
+                c = futures[f]
+                try:
+                    results.extend(f.result())
+                except Exception as e:  # noqa: BLE001 - the pool broke: a worker died
+                    key = tuple(c)
+                    lost[key] = lost.get(key, 0) + 1
+                    if len(c) == 1 and lost[key] > 1:
+                        results.append(Outcome(c[0], "?", "traceback", 0.0, f"the worker died: {e!r}",
+                                               "worker died"))
+                    elif lost[key] > 1:
+                        again.extend([i] for i in c)
+                    else:
+                        again.append(c)
+        queue = again
     return sorted(results, key=lambda o: o.index)
 
 

@@ -9,7 +9,6 @@ pass (through the reference interpreter until a compiled backend is chosen).
 from __future__ import annotations
 
 import functools
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,10 +17,10 @@ import numpy as np
 
 from .frontend import elaborate
 from .training.config import TrainConfig, train_config
-from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean, param_site, read_source
+from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean, read_source
 from .training.initializers import initialize, param_rng
 from .backends.interp import interpret
-from .training.npzfile import first_nonfinite
+from .bounds import check_memory, check_param_sizes, checked_values, initialise, too_deep
 from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune, verify_program
 
 TARGETS = ("cpu", "cuda", "interp")
@@ -57,31 +56,10 @@ def build_program(source: Source, dtype: str | None = None, model: str | None = 
     try:
         prog = elaborate.Elaborator(mod, dtype).model(m)
     except RecursionError:
-        raise _too_deep(m.name, m.span) from None
+        raise too_deep(m.name, m.span) from None
     verify_program(prog)
-    _check_param_sizes(prog, source)
+    check_param_sizes(prog.params, source)
     return prog
-
-
-MAX_ELEMENTS = 2**62  # a tensor's element count, and its byte size, must fit the int64 sizes kernels use
-
-
-def _check_param_sizes(prog: Program, source: Source) -> None:
-    """A parameter whose size overflows int64 is a spec error at the line that makes it (kernels would wrap)."""
-    for p in prog.params:
-        n = math.prod(d.value for d in p.value.shape)
-        if n * NUMPY_DTYPES[p.value.dtype]().itemsize > MAX_ELEMENTS:
-            loc, related = param_site(prog.params, source, p.name)
-            raise ModelError(f"parameter '{p.name}' {list(d.value for d in p.value.shape)} holds {n:.3g} numbers: "
-                             f"more than any machine can hold", loc, related=related,
-                             hint="check the sizes given to its layer")
-
-
-def _memory_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_layers(source: Source) -> None:
@@ -94,15 +72,7 @@ def check_layers(source: Source) -> None:
             try:
                 el.trial_layer(layer)
             except RecursionError:
-                raise _too_deep(layer.name, layer.span) from None
-
-
-def _too_deep(name: str, span: Span) -> ModelError:
-    """The last line of defence against a spec nested deeper than the checker's recursion (a long chain
-    of layers calling layers): one located error, never a RecursionError traceback."""
-    return ModelError(f"'{name}' nests too deeply to check (a chain of layers calling layers, or of expressions, "
-                      f"deeper than the checker's recursion allows)", span,
-                      hint="flatten the chain: call fewer layers inside one another")
+                raise too_deep(layer.name, layer.span) from None
 
 
 class Model:
@@ -155,27 +125,14 @@ class Model:
 
     # -- parameters and inputs -------------------------------------------------------------
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """The parameters, initialised; a parameter that cannot fit in memory is an error before allocating."""
-        memory = _memory_bytes()
-        total = 0
-        for p in self.program.params:
-            size = math.prod(self.param_shapes[p.name]) * NUMPY_DTYPES[p.value.dtype]().itemsize
-            total += size
-            if memory is not None and total > memory:
-                loc, related = param_site(self.program.params, self.source, p.name)
-                raise ModelError(f"parameter '{p.name}' {list(self.param_shapes[p.name])} takes {size:,} bytes; "
-                                 f"with the parameters before it, more than this machine's memory ({memory:,} bytes)",
-                                 loc, related=related)
+        """The parameters, initialised; too large for memory, or a failing initialiser: a located error."""
+        params, source = self.program.params, self.source
+        check_memory(params, source)
         out = {}
-        for p in self.program.params:
+        for p in params:
             dt = NUMPY_DTYPES[p.value.dtype]
-            try:
-                with np.errstate(over="raise", invalid="raise", divide="raise"):
-                    out[p.name] = initialize(p.init, self.param_shapes[p.name], dt, param_rng(seed, p.name))
-            except (ValueError, OverflowError, FloatingPointError, MemoryError) as e:  # normal(-1), uniform(0, 1e999)
-                loc, related = param_site(self.program.params, self.source, p.name)
-                raise ModelError(f"cannot initialise parameter '{p.name}' with {p.init}: {e}", loc,
-                                 related=related) from None
+            out[p.name] = initialise(p, params, source, functools.partial(
+                initialize, p.init, self.param_shapes[p.name], dt, param_rng(seed, p.name)))
         return out
 
     def bind_inputs(self, inputs: Mapping[str, Any], *, required: bool = True
@@ -324,31 +281,13 @@ def _describe(v: Value) -> str:
 def _coerce(name: str, x: Any, v: Value, allow_nonfinite: bool = False) -> np.ndarray:
     """The input as the declared dtype, its values checked before the cast (which would wrap or overflow)."""
     a = np.asarray(x)
-    want = NUMPY_DTYPES[v.dtype]
     if v.type.is_float:
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
             raise InputError(f"input '{name}' has dtype {a.dtype}, expected {v.type}")
     elif not np.issubdtype(a.dtype, np.integer):
         raise InputError(f"input '{name}' has dtype {a.dtype}, expected integers {v.type}",
                          hint="class labels must be integer ids")
-    else:
-        info = np.iinfo(want)
-        if a.size and (a.min() < info.min or a.max() > info.max):
-            index = tuple(int(i) for i in np.argwhere((a < info.min) | (a > info.max))[0])
-            raise InputError(f"input '{name}' holds {a[index]} at index {list(index)}, outside the range of "
-                             f"{v.dtype} ({info.min} to {info.max})")
-    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, reported just below
-        out = np.ascontiguousarray(a, dtype=want)
-    if not allow_nonfinite and v.type.is_float:
-        bad = first_nonfinite(out)
-        if bad is not None:
-            index, value = bad
-            overflow = np.issubdtype(a.dtype, np.floating) and np.isfinite(a[index])
-            raise InputError(f"input '{name}' holds {value} at index {list(index)}"
-                             + (f" (the value {float(a[index])!r} does not fit in {v.dtype})" if overflow else ""),
-                             hint="fix the data; if non-finite values are intended, pass --allow-nonfinite "
-                                  "(model.allow_nonfinite = True)")
-    return out
+    return checked_values(name, a, v, allow_nonfinite)
 
 
 def _bind_shape(name: str, a: np.ndarray, v: Value, dims: dict[str, int], origin: dict[str, str]) -> None:
