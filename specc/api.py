@@ -18,10 +18,11 @@ import numpy as np
 from .frontend import elaborate
 from .frontend.bounds import check_subscripts, symbolic_subscripts
 from .training.config import TrainConfig, train_config
-from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean
+from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean, read_source
 from .training.initializers import initialize, param_rng
 from .backends import Backend, backend
 from .backends.interp import interpret
+from .bounds import check_memory, check_param_sizes, checked_values, initialise, too_deep
 from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune
 from .ir.verify import verify_program
 
@@ -30,11 +31,10 @@ DTYPE_NAMES = {"float32": "f32", "float64": "f64", "f32": "f32", "f64": "f64"}
 
 
 def load_source(spec: str | Path) -> Source:
+    """A Path is always a file (the command line passes one); a str is source text when it holds
+    a newline or a ``{``, else a file name (``specc.compile("specs/mlp.nn")``)."""
     if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and "{" not in spec):
-        path = Path(spec)
-        if not path.is_file():
-            raise SpeccError(f"cannot read spec file '{spec}': no such file")
-        return Source(str(spec), path.read_text())
+        return read_source(spec)
     return Source("<string>", str(spec))
 
 
@@ -56,8 +56,12 @@ def build_program(source: Source, dtype: str | None = None, model: str | None = 
             raise ModelError(f"no model named '{model}' in {source.name}", _file_start(source),
                              hint=did_you_mean(model, [m.name for m in mod.models]))
         m = found[0]
-    prog = elaborate.Elaborator(mod, dtype).model(m)
+    try:
+        prog = elaborate.Elaborator(mod, dtype).model(m)
+    except RecursionError:
+        raise too_deep(m.name, m.span) from None
     verify_program(prog)
+    check_param_sizes(prog.params, source)
     return prog
 
 
@@ -72,6 +76,7 @@ class Model:
         self.target = target
         self.source = source
         self.dtype = "float64" if program.float_dtype == "f64" else "float32"
+        self.allow_nonfinite = False  # True: inputs may hold NaN or infinity (--allow-nonfinite)
         self._grad_programs: dict[bool, Any] = {}
         self._compiled: dict[tuple, tuple[list[int], Any]] = {}
 
@@ -120,10 +125,14 @@ class Model:
 
     # -- parameters and inputs -------------------------------------------------------------
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """The parameters, initialised; too large for memory, or a failing initialiser: a located error."""
+        params, source = self.program.params, self.source
+        check_memory(params, source)
         out = {}
-        for p in self.program.params:
+        for p in params:
             dt = NUMPY_DTYPES[p.value.dtype]
-            out[p.name] = initialize(p.init, self.param_shapes[p.name], dt, param_rng(seed, p.name))
+            out[p.name] = initialise(p, params, source, functools.partial(
+                initialize, p.init, self.param_shapes[p.name], dt, param_rng(seed, p.name)))
         return out
 
     def bind_inputs(self, inputs: Mapping[str, Any], *, required: bool = True
@@ -141,7 +150,7 @@ class Model:
                 if required:
                     raise InputError(f"missing input '{info.name}': expected {_describe(info.value)}")
                 continue
-            arrays[info.name] = _coerce(info.name, inputs[info.name], info.value)
+            arrays[info.name] = _coerce(info.name, inputs[info.name], info.value, self.allow_nonfinite)
             _bind_shape(info.name, arrays[info.name], info.value, dims, origin)
             n = self.label_classes.get(info.name)
             a = arrays[info.name]
@@ -292,16 +301,16 @@ def _describe(v: Value) -> str:
     return str(v.type)
 
 
-def _coerce(name: str, x: Any, v: Value) -> np.ndarray:
+def _coerce(name: str, x: Any, v: Value, allow_nonfinite: bool = False) -> np.ndarray:
+    """The input as the declared dtype, its values checked before the cast (which would wrap or overflow)."""
     a = np.asarray(x)
-    want = NUMPY_DTYPES[v.dtype]
     if v.type.is_float:
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
             raise InputError(f"input '{name}' has dtype {a.dtype}, expected {v.type}")
     elif not np.issubdtype(a.dtype, np.integer):
         raise InputError(f"input '{name}' has dtype {a.dtype}, expected integers {v.type}",
                          hint="class labels must be integer ids")
-    return np.asarray(a, dtype=want, order="C")
+    return checked_values(name, a, v, allow_nonfinite)
 
 
 def _bind_shape(name: str, a: np.ndarray, v: Value, dims: dict[str, int], origin: dict[str, str]) -> None:
@@ -319,6 +328,8 @@ def _bind_shape(name: str, a: np.ndarray, v: Value, dims: dict[str, int], origin
             if d.value != n:
                 raise fail(f"axis {axis} is {n}, not {d.value}")
         elif sym is not None and sym not in dims:
+            if n == 0:
+                raise fail(f"axis {axis} ({sym}) is 0; every size must be at least 1")
             dims[sym], origin[sym] = n, f"input '{name}' axis {axis}"
         elif sym is not None:
             if dims[sym] != n:

@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     run.add_argument("--target", choices=TARGET_CHOICES, default=None,
                      help="where to run: interp, cpu or cuda; default $SPECC_TARGET or cpu")
+    run.add_argument("--allow-nonfinite", action="store_true", help="accept NaN or infinity in the inputs")
     bench = command("bench", "time the compiled forward pass and training step of a spec on random inputs")
     bench.add_argument("--dim", action="append", default=[], metavar="NAME=N",
                        help="size of a symbolic dim (repeatable; default 32 each)")
@@ -148,6 +149,7 @@ def add_train_commands(command) -> None:
         src.add_argument("--data", type=Path, help="a data file: .npz (one array per input), .npy or .csv")
         src.add_argument("--dataset", choices=DATASETS, help="a built-in dataset (its held-out test split for eval)")
         c.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+        c.add_argument("--allow-nonfinite", action="store_true", help="accept NaN or infinity in the inputs")
 
     t = command("train", "train a model; progress per epoch, checkpoints, a final table")
     data_options(t)
@@ -212,6 +214,8 @@ def add_train_commands(command) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: --workers starts it again on N ranks
+    if isinstance(getattr(args, "spec", None), str):
+        args.spec = Path(args.spec)  # a path on the command line is always a path, never spec text
     try:
         if args.command in COMPUTING and os.environ.get("SPECC_MALLOC_TUNING") != "0":
             from .backends.cpu.runtime import tune_allocator
@@ -245,7 +249,9 @@ COMPUTING = {"run", "train", "eval", "predict", "bench", "gradcheck"}  # command
 def _compile(args):
     from .api import compile
 
-    return compile(args.spec, target=getattr(args, "target", None), dtype=args.dtype, model=args.model)
+    model = compile(args.spec, target=getattr(args, "target", None), dtype=args.dtype, model=args.model)
+    model.allow_nonfinite = getattr(args, "allow_nonfinite", False)
+    return model
 
 
 def cmd_check(args) -> int:
@@ -486,6 +492,7 @@ def cmd_train(args) -> int:
 
         return launch(args.workers, args.argv, hosts=args.hosts, hostfile=args.hostfile)
     model = compile(args.spec, target=args.target, dtype=args.dtype, model=args.model)
+    model.allow_nonfinite = args.allow_nonfinite
     out = args.output or Path(f"{Path(args.spec).stem}.ckpt.{args.format or 'npz'}")
     if args.format and out.suffix != f".{args.format}":
         raise ValueError(f"--format {args.format} writes a .{args.format} file, but -o is {out}")

@@ -17,21 +17,70 @@ Every error the compiler or runtime raises for bad user input is a
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Source:
+    """A spec's file name and text.
+
+    Lines are counted one way everywhere: a line ends at ``\n`` only, as the parser counts
+    them (a ``\r`` before it is dropped when a line is shown).  ``str.splitlines`` would also
+    break at a form feed, U+2028 and others, and every later error would point at the wrong line.
+    """
+
     name: str
     text: str
 
     def __repr__(self) -> str:
         return f"Source({self.name!r})"
 
+    def lines(self) -> list[str]:
+        return [ln[:-1] if ln.endswith("\r") else ln for ln in self.text.split("\n")]
+
     def line(self, n: int) -> str:
-        lines = self.text.splitlines()
-        return lines[n - 1] if 1 <= n <= len(lines) else ""
+        if n < 1:
+            return ""
+        start = 0
+        for _ in range(n - 1):  # no list of every line: errors on a long file stay cheap
+            start = self.text.find("\n", start) + 1
+            if start == 0:
+                return ""
+        end = self.text.find("\n", start)
+        text = self.text[start:] if end < 0 else self.text[start:end]
+        return text[:-1] if text.endswith("\r") else text
+
+
+def read_source(path: str | Path, what: str = "spec file") -> Source:
+    """The text of a .nn file; an error (not a traceback) when it cannot be read or is not UTF-8.
+
+    A file that is not UTF-8 text gets ``file:line:col: error: not UTF-8 text`` at its first bad
+    byte, without quoting the file (it may not be a spec at all).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpeccError(f"cannot read {what} '{path}': no such file") from None
+    except IsADirectoryError:
+        raise SpeccError(f"cannot read {what} '{path}': it is a directory") from None
+    except OSError as e:
+        raise SpeccError(f"cannot read {what} '{path}': {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        good = data[:e.start].decode("utf-8")
+        line = good.count("\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ParseError(f"not UTF-8 text (byte 0x{data[e.start]:02x})",
+                         Span(Source(str(path), ""), line, col, line, col + 1),
+                         hint="a .nn file is UTF-8 text") from None
+    if text.startswith("\ufeff"):  # a byte-order mark: not part of the spec
+        text = text[1:]
+    return Source(str(path), text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +130,7 @@ class SpeccError(Exception):
         out: list[str] = []
         where = f"{self.span}: " if self.span and self.span.source else ""
         out.append(f"{where}{self.kind}: {self.message}")
-        if self.span and self.span.source:
+        if self.span and self.span.source and self.span.source.text:  # no text: a file not shown
             out.extend(underline(self.span))
         for label, span in self.related:
             out.append(f"  note: {span}: {label}")
@@ -158,3 +207,17 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str | None
 
 def join_names(names: Sequence[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)
+
+
+def param_site(params: Iterable[Any], source: Source | None, name: str) -> tuple[Span | None, list[tuple[str, Span]]]:
+    """Where to point for a parameter: its declaration when the spec's own file has it; for a
+    library layer's parameter (``h2.dense.W``), the spec's line that binds ``h2``, noting the declaration."""
+    info = next(p for p in params if p.name == name)  # an IR ParamInfo: .name, .loc
+    if info.loc is None or source is None or info.loc.source is source:
+        return info.loc, []
+    binding = re.compile(rf"^(\s*(?:output\s+)?){re.escape(name.split('.')[0])}\s*=")
+    for n, line in enumerate(source.lines(), 1):
+        m = binding.match(line)
+        if m:
+            return Span(source, n, len(m.group(1)) + 1, n, len(line.rstrip()) + 1), [("declared here", info.loc)]
+    return info.loc, []

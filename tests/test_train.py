@@ -146,7 +146,8 @@ def test_history_and_metric(mlp, small):
 def test_checkpoint_roundtrip_is_atomic(tmp_path):
     params = {"a": np.arange(3, dtype=np.float32), "b.W": np.ones((2, 2))}
     state = optim.OptState(7, {"m": {"a": np.full(3, 0.5, np.float32), "b.W": np.zeros((2, 2))}})
-    path = checkpoint.save(tmp_path / "c.npz", checkpoint.Checkpoint(params, state, {"epoch": 2, "x": [1]}))
+    meta = {"model": "m", "config": {}, "epoch": 2, "step": 7, "history": [], "x": [1]}  # a full record (checked)
+    path = checkpoint.save(tmp_path / "c.npz", checkpoint.Checkpoint(params, state, meta))
     back = checkpoint.load(path)
     assert back.opt_state.step == 7 and back.epoch == 2 and back.meta["x"] == [1]
     assert all(np.array_equal(back.params[k], params[k]) and back.params[k].dtype == params[k].dtype for k in params)

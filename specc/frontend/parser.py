@@ -12,14 +12,19 @@ or an editable install reads the top-level file.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import re
+import sys
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+import lark
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast as A
 from ..errors import ParseError, Source, Span
+from ..safefiles import private_dir, read_private, warn_once, write_atomic
 
 
 def grammar_path() -> Path:
@@ -30,12 +35,40 @@ def grammar_path() -> Path:
     raise FileNotFoundError("specc.lark not found next to the specc package nor in ../grammar")
 
 
+_OPTIONS = {"parser": "lalr", "lexer": "basic", "propagate_positions": True, "maybe_placeholders": True}
+MAX_NESTING = 100  # levels of nested expressions; later stages recurse once (or more) per level
+_EXPRESSIONS = {"add", "sub", "mul", "div", "floordiv", "matmul", "pow", "neg", "unary", "index", "slice",
+                "call", "kwarg", "list"}
+
+
 @functools.cache
 def _lark() -> Lark:
-    # cache=True: Lark keeps the LALR tables in the temp directory, keyed by a hash of the
-    # grammar and options, and rebuilds them when either changes (0.19 s -> 0.02 s a process)
-    return Lark(grammar_path().read_text(), parser="lalr", lexer="basic", propagate_positions=True,
-                maybe_placeholders=True, cache=True)
+    """The LALR parser.  Building its tables takes about 0.25 s, loading them about 0.01 s: they are
+    kept in specc's own cache directory (checked: only this user can write it, see
+    :mod:`specc.safefiles`), never in a shared temp directory (``Lark(cache=True)`` would unpickle
+    a predictable name in $TMPDIR, which another user can plant)."""
+    text = grammar_path().read_text(encoding="utf-8")
+    path = tables_path(text)
+    data = read_private(path)
+    if data is not None:
+        try:
+            return Lark.load(io.BytesIO(data))
+        except Exception:  # damaged (a full disk, a killed write of an old version): build it again
+            warn_once(f"discarded the damaged parser tables {path}; rebuilding them")
+    parser = Lark(text, **_OPTIONS)
+    buf = io.BytesIO()
+    parser.save(buf)
+    try:
+        write_atomic(path, buf.getvalue())
+    except OSError:
+        pass  # an unwritable cache: the tables are rebuilt by the next process
+    return parser
+
+
+def tables_path(grammar: str) -> Path:
+    """Where the LALR tables of ``grammar`` are kept: keyed by the grammar, Lark's and Python's versions."""
+    key = hashlib.sha256(f"{grammar}\0{lark.__version__}\0{sorted(_OPTIONS.items())}\0{sys.version}".encode())
+    return private_dir("parser") / f"lalr_{key.hexdigest()[:20]}.pickle"
 
 
 def parse(source: Source) -> A.Module:
@@ -43,12 +76,7 @@ def parse(source: Source) -> A.Module:
         tree = _lark().parse(source.text)
     except UnexpectedInput as e:
         raise _parse_error(source, e) from None
-    try:
-        return _ToAst(source).transform(tree)
-    except VisitError as e:  # an error raised inside a transformer callback
-        if isinstance(e.orig_exc, ParseError):
-            raise e.orig_exc from None
-        raise
+    return _ToAst(source).transform(tree)
 
 
 # ---- Lark errors to ParseError ---------------------------------------------------------
@@ -123,7 +151,7 @@ def _unclosed(text: str, upto: int) -> list[tuple[str, int]]:
 
 
 def _pos_span(source: Source, pos: int) -> Span:
-    line = source.text.count("\n", 0, pos) + 1
+    line = source.text.count("\n", 0, pos) + 1  # lines end at \n only, as Lark and Source count them
     col = pos - (source.text.rfind("\n", 0, pos) + 1) + 1
     return Span(source, line, col, line, col + 1)
 
@@ -202,7 +230,7 @@ def _explain(err: ParseError, source: Source, tok: Token, expected: set[str], op
 
 def _last_code_line(source: Source, pos: int) -> int:
     """The line of the last character before ``pos`` that is neither blank nor in a comment."""
-    lines = source.text[:pos].splitlines()
+    lines = Source(source.name, source.text[:pos]).lines()
     for i in range(len(lines) - 1, -1, -1):
         code = lines[i].split("#", 1)[0].strip()
         if code:
@@ -234,6 +262,38 @@ class _ToAst(Transformer):
     def __init__(self, source: Source):
         super().__init__()
         self.src = source
+
+    def transform(self, tree: Tree) -> A.Module:
+        """Bottom-up, with an explicit stack rather than recursion (Lark's own transform recurses, so
+        a 500-term sum overflowed Python's stack); a node nested deeper than MAX_NESTING is an error
+        at its place, so that later stages, which recurse, never meet one."""
+        results: list[tuple[object, int]] = []  # (transformed child, its nesting depth)
+        stack: list[tuple[object, bool]] = [(tree, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if not isinstance(node, Tree):
+                results.append((node, 0))
+                continue
+            if not expanded:
+                stack.append((node, True))
+                stack.extend((child, False) for child in reversed(node.children))
+                continue
+            n = len(node.children)
+            children = results[len(results) - n:] if n else []
+            del results[len(results) - n:]
+            depth = (node.data in _EXPRESSIONS) + max((d for _c, d in children), default=0)
+            if depth > MAX_NESTING:
+                raise ParseError(f"nesting too deep: more than {MAX_NESTING} levels of nested expressions",
+                                 _span(self.src, node.meta),
+                                 hint="split the expression into several equations (y1 = ...; y = y1 + ...)")
+            try:
+                value = self._call_userfunc(node, [c for c, _d in children])
+            except VisitError as e:  # an error raised inside a callback
+                if isinstance(e.orig_exc, ParseError):
+                    raise e.orig_exc from None
+                raise
+            results.append((value, depth))
+        return results[0][0]
 
     def s(self, meta) -> Span:
         return _span(self.src, meta)

@@ -22,7 +22,8 @@ from typing import Any
 from ..backends import backend
 from ..backends.cpu.compiled import CompiledGraph
 from ..ir.core import Graph
-from .cache import STATS, CacheStats, _load, cache_dir, cache_info, cache_key, clear_cache
+from .cache import (STATS, CacheStats, _load, _numba_files, cache_dir, cache_info, cache_key, clear_cache,
+                    reload_without_numba_cache)
 
 __all__ = ["CacheStats", "CompiledGraph", "STATS", "cache_dir", "cache_info", "cache_key", "clear_cache",
            "compile_graph"]
@@ -35,7 +36,15 @@ def compile_graph(graph: Graph, *, target: str = "cpu", name: str = "graph") -> 
     STATS.generated += 1
     dtypes = [v.dtype for v in graph.inputs]
 
-    def load(extra: list[str]) -> tuple[Any, Any]:
-        return _load(module, cache_key(module, [*dtypes, *extra]))
+    def load(extra: list[str], fresh: bool = False) -> tuple[Any, Any] | None:
+        """(module, path); with ``fresh``, after discarding Numba's cached machine code of it, or None
+        when there is none (a kernel that failed to compile from that cache is rebuilt once)."""
+        key = cache_key(module, [*dtypes, *extra])
+        mod, path = _load(module, key)
+        if not fresh:
+            return mod, path
+        if not _numba_files(path):
+            return None
+        return reload_without_numba_cache(module, path, key), path
 
     return b.load(graph, module, load)

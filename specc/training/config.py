@@ -15,7 +15,8 @@ from ..errors import ConfigError, Span, did_you_mean
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `--lr inf` or `lr = nan` is an error, not a run that ends in NaN
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     optimizer: Literal["sgd", "momentum", "adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
@@ -34,7 +35,7 @@ class TrainConfig(BaseModel):
     monitor: Literal["val_loss", "val_accuracy", "val_mse", "train_loss", "train_accuracy", "train_mse"] = "val_loss"
     mode: Literal["auto", "min", "max"] = "auto"  # auto: max for accuracy, min for a loss or mse
     min_delta: float = Field(0.0, ge=0)  # an improvement smaller than this does not count
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     val_split: float = Field(0.2, ge=0, lt=1)
     augment: Literal["none", "shift"] = "none"  # shift: each training image moved by up to 1 pixel
 
@@ -65,4 +66,7 @@ def train_config(items: Mapping[str, tuple[Any, Span | None]], overrides: Mappin
         choices = err.get("ctx", {}).get("expected")
         if choices and isinstance(err.get("input"), str):
             hint = did_you_mean(err["input"], [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")])
-        raise ConfigError(f"training setting '{key}': {err['msg']}", spans.get(key), hint=hint) from None
+        # a setting from the spec is underlined there; one from the command line is named with its value
+        given = "" if spans.get(key) is not None or key not in (overrides or {}) else \
+            f" (from the command line: {err.get('input')!r})"
+        raise ConfigError(f"training setting '{key}'{given}: {err['msg']}", spans.get(key), hint=hint) from None

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError, did_you_mean
+from .npzfile import read_npy, read_npz
 
 if TYPE_CHECKING:
     from ..api import Model
@@ -174,12 +175,16 @@ def stack_examples(model: Model, name: str, rows: np.ndarray) -> np.ndarray:
 # ---- checking ---------------------------------------------------------------------------------
 def dataset(model: Model, arrays: Mapping[str, Any], *, name: str = "data", required: bool = True) -> Dataset:
     """Check arrays against the model's inputs (dtype, symbolic shape, class ids) and wrap them."""
+    axes = batch_axes(model)
+    empty = [k for k, a in arrays.items() if k in axes and np.ndim(a) > axes[k] and np.shape(a)[axes[k]] == 0]
+    if empty:
+        raise InputError(f"{name} holds no examples (input '{empty[0]}' has shape {list(np.shape(arrays[empty[0]]))}, "
+                         f"0 along its batch axis)", hint="a CSV file needs a row per example below its header")
     try:
         checked, _dims = model.bind_inputs(arrays, required=required)
     except InputError as e:
         e.notes.append(f"in {name}")
         raise
-    axes = batch_axes(model)
     return Dataset(checked, {k: axes[k] for k in checked}, name)
 
 
@@ -259,9 +264,8 @@ def load(path: str | Path, model: Model, *, required: bool = True) -> Dataset:
 
 
 def _read_npz(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files if k in model.inputs}
-        others = [k for k in f.files if k not in model.inputs]
+    arrays, files = read_npz(path, "data file", lambda k: k in model.inputs)
+    others = [k for k in files if k not in model.inputs]
     missing = [n for n in model.inputs if n not in arrays]
     if missing and (required or not arrays):
         n = missing[0]
@@ -275,7 +279,7 @@ def _read_npz(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]
 
 
 def _read_npy(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]:
-    a = np.load(path, allow_pickle=False)
+    a = read_npy(path, "data file")
     names = list(model.inputs)
     floats = [n for n, (dt, _s) in model.inputs.items() if dt.startswith("f")]
     if len(names) == 1:
@@ -288,8 +292,14 @@ def _read_npy(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]
 
 
 def _read_csv(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]:
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    try:  # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first column's name
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError as e:
+        raise InputError(f"cannot read data file '{path}': not UTF-8 text (byte {e.start})",
+                         hint="save the CSV file as UTF-8") from None
+    except csv.Error as e:
+        raise InputError(f"cannot read data file '{path}': not a valid CSV file ({e})") from None
     if not rows:
         raise InputError(f"{path} is empty")
     header = None if all(_is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
@@ -308,11 +318,24 @@ def _read_csv(path: Path, model: Model, required: bool) -> dict[str, np.ndarray]
         values = table[:, cols]
         dt = model.inputs[name][0]
         if not dt.startswith("f"):
-            if not np.all(values == np.round(values)):
-                raise InputError(f"{path}: input '{name}' ({dt}) needs whole numbers in its column(s)")
-            values = values.astype(np.int64)
+            values = _whole_numbers(path, name, dt, values, cols, header)
         out[name] = stack_examples(model, name, values)
     return out
+
+
+INT32 = np.iinfo(np.int32)
+
+
+def _whole_numbers(path: Path, name: str, dt: str, values: np.ndarray, cols: list[int],
+                   header: list[str] | None) -> np.ndarray:
+    """The integer input's columns as int64, checked (whole, finite, within int32) before the cast."""
+    ok = np.isfinite(values) & (values == np.round(values)) & (values >= INT32.min) & (values <= INT32.max)
+    if not ok.all():
+        row, j = (int(i) for i in np.argwhere(~ok)[0])
+        column = f"column '{header[cols[j]]}'" if header else f"column {cols[j] + 1}"
+        raise InputError(f"{path}: row {row + 1 + bool(header)}, {column}: input '{name}' ({dt}) needs whole "
+                         f"numbers within int32, got {values[row, j]!r}")
+    return values.astype(np.int64)
 
 
 def _csv_columns(path: Path, model: Model, header: list[str] | None, width: int, required: bool

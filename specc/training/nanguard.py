@@ -109,6 +109,24 @@ def _in_scan(eqn: Eqn, ins: list[np.ndarray], outs: list[np.ndarray], ctx: RefCo
     return None
 
 
+def check_params(params: Mapping[str, np.ndarray], where: str, lr: float | None = None) -> None:
+    """Raise a NonFiniteError naming the first parameter that holds NaN or infinity (after an update),
+    so that a run never ends, or saves a checkpoint, with non-finite parameters."""
+    for name, p in params.items():
+        x = np.asarray(p)
+        if not np.issubdtype(x.dtype, np.floating):
+            continue
+        bad = ~np.isfinite(x)
+        if bad.any():
+            flat = int(np.argmax(bad.ravel()))
+            index = [int(i) for i in np.unravel_index(flat, x.shape)]
+            rate = f" (learning rate {lr:g})" if lr is not None else ""
+            raise NonFiniteError(f"{where}: parameter '{name}' holds {x.ravel()[flat]} at index {index} "
+                                 f"after the optimizer's update{rate}",
+                                 hint="the loss and gradients were finite: the step was too large; lower the "
+                                      "learning rate or clip gradients (--clip 1.0)")
+
+
 def describe(f: Finding, names: Sequence[str] = ()) -> str:
     """'log' at step t = 3 of the recurrence (names: the graph inputs' names, for an input finding)."""
     if f.eqn is None:

@@ -44,9 +44,9 @@ def save(path: str | Path, ckpt: Any, format_name: str) -> Path:
     st = _numpy_api()  # written atomically: a temporary file in the same directory, then a rename
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in ckpt.params.items()}
+    tensors = {f"param/{k}": np.asarray(v, order="C") for k, v in ckpt.params.items()}
     for slot, values in ckpt.opt_state.slots.items():
-        tensors.update({f"opt/{slot}/{k}": np.ascontiguousarray(v) for k, v in values.items()})
+        tensors.update({f"opt/{slot}/{k}": np.asarray(v, order="C") for k, v in values.items()})
     meta = {"format": format_name, **ckpt.meta, "opt_step": ckpt.opt_state.step}
     header = {"format": format_name, "model": str(meta.get("model", "")), "spec_hash": str(meta.get("spec_hash", "")),
               "epoch": str(meta.get("epoch", "")), "specc": json.dumps(meta)}

@@ -46,12 +46,11 @@ import numpy as np
 from . import checkpoint as ckpt_io
 from . import distributed
 from .callbacks import Monitor, TensorBoardLog, best_path, check_monitor, compile_kernels, run_callbacks, write_csv_log
-from .config import TrainConfig
+from .config import ALIASES, TrainConfig
 from .history import EpochRecord, History  # noqa: F401  (History is public here too)
 from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
-from ..errors import InputError
 from .metrics import Metric, choose_metric
-from .nanguard import first_nonfinite, nonfinite_error
+from .nanguard import check_params, first_nonfinite, nonfinite_error
 from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer, plateau_scale
 
 if TYPE_CHECKING:
@@ -109,6 +108,28 @@ def as_splits(model: Model, data: Any) -> Splits:
                     f"({', '.join(DATASETS)}), a specc.training.data.Dataset or a dict of arrays")
 
 
+def resumed_config(model: Model, ck: ckpt_io.Checkpoint, overrides: Mapping[str, Any], console: Console
+                   ) -> TrainConfig:
+    """The settings of a resumed run: the checkpoint's, then the options given now (command line or
+    keyword arguments); the spec's ``train`` block is not read.  Said on stderr, even with --quiet,
+    when the spec text differs from the one the checkpoint was saved from, or its ``train`` block
+    asks for settings that the checkpoint's override."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = TrainConfig(**{**ck.meta["config"], **given})
+    if ck.meta.get("spec_hash") not in (None, ckpt_io.spec_hash(model)):
+        console.print("warning: the checkpoint was saved from a different spec text; its parameters fit this "
+                      "one, so training goes on", markup=False)
+    spec_cfg = model.train_config().model_dump()
+    written = set(model.program.train)  # the keys the spec's train block sets itself
+    written = {ALIASES.get(k, k) for k in written}
+    differ = [k for k in sorted(written) if k not in given and spec_cfg.get(k) != getattr(config, k, None)]
+    if differ:
+        pairs = ", ".join(f"{k} {getattr(config, k)!r} (the spec says {spec_cfg[k]!r})" for k in differ)
+        console.print(f"note: resuming with the checkpoint's settings: {pairs}; options given now "
+                      f"(--lr, ...) override them", markup=False)
+    return config
+
+
 class Trainer:
     """One training run.  ``Trainer(model, data, epochs=3).fit()`` returns the :class:`History`."""
 
@@ -120,14 +141,20 @@ class Trainer:
                  log_csv: str | Path | None = None, tensorboard: str | Path | None = None, **overrides: Any):
         self.model = model
         self.world = distributed.world()  # one process, or this rank of an MPI run (data-parallel)
-        self.resumed = ckpt_io.load(resume) if resume is not None else None
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True, highlight=False)
+        self.resumed = ckpt_io.load(resume, EpochRecord) if resume is not None else None
         if config is None:
-            if self.resumed is not None:  # the run's own settings, then any overrides
-                config = TrainConfig(**{**self.resumed.meta["config"],
-                                        **{k: v for k, v in overrides.items() if v is not None}})
+            if self.resumed is not None:  # the run's own settings, then any overrides (docs/training.md)
+                config = resumed_config(model, self.resumed, overrides, self.console)
             else:
                 config = model.train_config(**overrides)
         self.cfg = config
+        if checkpoint is not None:
+            stale = ckpt_io.remove_stale_temps(checkpoint)
+            if stale and progress:
+                self.console.print(f"removed {len(stale)} temporary file(s) of an interrupted checkpoint write")
         splits = as_splits(model, data)
         self.train_set, self.val_set = splits.train.split(self.cfg.val_split, self.cfg.seed)
         self.test_set = splits.test
@@ -151,9 +178,6 @@ class Trainer:
         self.show = progress and root
         if not root:
             self.plots = None
-        from rich.console import Console
-
-        self.console = console or Console(stderr=True, highlight=False)
         self.out = Console(highlight=False) if console is None else console
 
     # -- the run -----------------------------------------------------------------------------
@@ -209,13 +233,7 @@ class Trainer:
             return params, self.optimizer.init(params), History(model.name, cfg.model_dump(), metric)
         ck = self.resumed
         ckpt_io.check_fit(ck.params, model)
-        if ck.meta.get("spec_hash") != ckpt_io.spec_hash(model) and self.show:
-            self.console.print("[yellow]warning:[/] the checkpoint was saved from a different spec text; "
-                               "its parameters fit this one, so training goes on")
-        want = set(self.optimizer.slots)
-        if set(ck.opt_state.slots) != want:
-            raise InputError(f"the checkpoint holds optimizer state for {ck.meta['config']['optimizer']}, "
-                                     f"not {cfg.optimizer}", hint="resume with the optimizer it was trained with")
+        ckpt_io.check_state(ck, self.optimizer.slots, cfg.optimizer)
         params = {k: ck.params[k] for k in model.param_shapes}
         history = History.from_records(model.name, cfg.model_dump(), metric, ck.meta.get("history", []))
         history.seconds = float(ck.meta.get("seconds", 0.0))
@@ -341,6 +359,7 @@ class Trainer:
     def _save(self, params, state: OptState, history: History, path: Path | None = None) -> None:
         if not self.world.is_root:  # rank 0 writes; every rank holds the same state (World.check_same)
             return
+        check_params(params, f"not saving epoch {len(history.records)}")  # never a checkpoint of NaN
         meta = {"spec_hash": ckpt_io.spec_hash(self.model), "model": self.model.name,
                 "config": self.cfg.model_dump(), "epoch": len(history.records), "step": state.step,
                 "rng": {"seed": self.cfg.seed, "epoch": len(history.records), "step": state.step},
@@ -444,7 +463,10 @@ class HostSteps:
             loss, grads = self.model.value_and_grad(self.params, seed=seed, training=True, **batch)
         guard(self.params, loss, grads)
         grads, norm = clip_by_global_norm(grads, self.clip)
-        self.params, self.state = self.optimizer.update(self.params, grads, self.state, lr)
+        with np.errstate(all="ignore"):  # an overflow is reported next, with the parameter
+            params, state = self.optimizer.update(self.params, grads, self.state, lr)
+        check_params(params, f"training stopped at step {self.state.step}", lr)  # before they replace the good ones
+        self.params, self.state = params, state
         return float(loss), norm
 
     def host(self) -> tuple[dict[str, np.ndarray], OptState]:

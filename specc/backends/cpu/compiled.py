@@ -92,14 +92,23 @@ def _signature(module: GeneratedModule, graph: Graph) -> tuple:
     return (*arrays, *([types.int64] * (len(module.dims) + module.threads)))
 
 
-def load_compiled(graph: Graph, module: GeneratedModule, load: Callable[[list[str]], tuple[Any, Any]]) -> CompiledGraph:
-    """Import ``module`` (``load(extra_key)`` -> (module object, path)) and compile its entry now."""
+def load_compiled(graph: Graph, module: GeneratedModule, load: Callable[..., Any]) -> CompiledGraph:
+    """Import ``module`` (``load(extra_key)`` -> (module object, path)) and compile its entry now
+    (``load(extra_key, fresh=True)``: the same without Numba's cache of it, None when it had none)."""
     mod, path = load([])
     entry = getattr(mod, module.entry)
     if hasattr(entry, "signatures"):  # one kernel: compile it now, for the exact argument types
         sig = _signature(module, graph)
         if sig not in [tuple(s) for s in entry.signatures]:
-            entry.compile(sig)
+            try:
+                entry.compile(sig)
+            except Exception:
+                again = load([], fresh=True)  # Numba's cached machine code failed to load: rebuild it once
+                if again is None:
+                    raise
+                mod, path = again
+                entry = getattr(mod, module.entry)
+                entry.compile(sig)
     # else the entry is Python calling kernels in turn (a module with threads): each compiles,
     # or loads from Numba's cache, on the first call
     return CompiledGraph(graph, module, path, entry, _module=mod)
