@@ -232,6 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"specc: error: {e}", file=sys.stderr)
         return _stop_ranks(1)
+    except Exception as e:  # a bug in specc: one line, not a traceback (the fuzz tests look for these)
+        if args.debug:
+            raise
+        print(f"specc: internal error: {type(e).__name__}: {e}\n"
+              f"  this is a bug in specc; run again with --debug for the traceback and report it", file=sys.stderr)
+        return _stop_ranks(3)
 
 
 def _stop_ranks(code: int) -> int:
