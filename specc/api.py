@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .frontend import elaborate
+from .frontend.context import recursion_room
 from .frontend.bounds import check_subscripts, symbolic_subscripts
 from .training.config import TrainConfig, train_config
 from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_mean, read_source
@@ -57,7 +58,8 @@ def build_program(source: Source, dtype: str | None = None, model: str | None = 
                              hint=did_you_mean(model, [m.name for m in mod.models]))
         m = found[0]
     try:
-        prog = elaborate.Elaborator(mod, dtype).model(m)
+        with recursion_room():
+            prog = elaborate.Elaborator(mod, dtype).model(m)
     except RecursionError:
         raise too_deep(m.name, m.span) from None
     verify_program(prog)
@@ -67,7 +69,8 @@ def build_program(source: Source, dtype: str | None = None, model: str | None = 
 
 def check_layers(source: Source) -> None:
     """Elaborate every layer of the file itself on symbolic sizes (catches errors in unused layers)."""
-    elaborate.check_layers(source)
+    with recursion_room():
+        elaborate.check_layers(source)
 
 
 class Model:

@@ -15,6 +15,8 @@ parameters' names and the chain of layer calls that led to it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,25 @@ def stack_room() -> int:
     while f is not None:
         depth, f = depth + 1, f.f_back
     return sys.getrecursionlimit() - depth
+
+
+ROOM = 1500  # frames the elaborator may use beyond its caller's: about 4 a level of nesting, the parser allows 100
+
+
+@contextmanager
+def recursion_room(frames: int = ROOM) -> Iterator[None]:
+    """Raise Python's recursion limit (for this call only) so that the elaborator has ``frames`` frames
+    beyond its caller's, however deep the caller already is; the nesting the parser accepts then always
+    elaborates, and the NESTING_MARGIN guard stays the last line of defence."""
+    old = sys.getrecursionlimit()
+    need = sys.getrecursionlimit() - stack_room() + frames
+    if need > old:
+        sys.setrecursionlimit(need)
+    try:
+        yield
+    finally:
+        if need > old:
+            sys.setrecursionlimit(old)
 
 
 @dataclass

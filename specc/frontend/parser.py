@@ -37,6 +37,9 @@ def grammar_path() -> Path:
 
 _OPTIONS = {"parser": "lalr", "lexer": "basic", "propagate_positions": True, "maybe_placeholders": True}
 MAX_NESTING = 100  # levels of nested expressions; later stages recurse once (or more) per level
+# left-associative chains (a + b + c ..., a * b * c ...): the front end walks their left spine in a
+# loop, so a long sum or product is not deep; only their right operands nest
+_LEFT_CHAINS = {"add", "sub", "mul", "div", "floordiv", "matmul"}
 _EXPRESSIONS = {"add", "sub", "mul", "div", "floordiv", "matmul", "pow", "neg", "unary", "index", "slice",
                 "call", "kwarg", "list"}
 
@@ -257,6 +260,14 @@ def _tok_span(source: Source, tok: Token) -> Span:
     return Span(source, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
+def _depth(node: Tree, children: list[tuple[object, int]]) -> int:
+    """How deeply the later stages recurse into ``node`` (the nesting that MAX_NESTING bounds)."""
+    depths = [d for _c, d in children]
+    if node.data in _LEFT_CHAINS and len(depths) == 2:
+        return max(depths[0], 1 + depths[1])
+    return (node.data in _EXPRESSIONS) + max(depths, default=0)
+
+
 @v_args(meta=True, inline=True)
 class _ToAst(Transformer):
     def __init__(self, source: Source):
@@ -281,7 +292,7 @@ class _ToAst(Transformer):
             n = len(node.children)
             children = results[len(results) - n:] if n else []
             del results[len(results) - n:]
-            depth = (node.data in _EXPRESSIONS) + max((d for _c, d in children), default=0)
+            depth = _depth(node, children)
             if depth > MAX_NESTING:
                 raise ParseError(f"nesting too deep: more than {MAX_NESTING} levels of nested expressions",
                                  _span(self.src, node.meta),

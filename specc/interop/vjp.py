@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from ..errors import InputError
 from ..ir.builder import GraphBuilder
 from ..ir.core import Graph, Program, Value, prune
-from ..ops.scan import merge_scans
 from ..transforms.autodiff import GradCtx, backprop
+from ..transforms.bptt import merge_scans
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,7 @@ def vjp_program(prog: Program, outputs: Sequence[str]) -> VJPProgram:
     b = GraphBuilder()
     for v in fwd.inputs:
         b.add_input(v)
-    b.eqns.extend(fwd.eqns)
-    for e in fwd.eqns:
-        b.local.update(v.uid for v in e.outputs)
+    b.extend(fwd.eqns)
     seeds: dict[int, Value] = {}
     for name in outputs:
         out = prog.output(name)
