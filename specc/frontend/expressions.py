@@ -15,7 +15,7 @@ from typing import Any
 from . import ast as A
 from .context import NESTING_MARGIN, Context, Frame, stack_room
 from .diagnostics import describe_static, emit, notes_for, short, too_deep, unknown_name
-from .sizes import check_size
+from .sizes import check_size, fixed_sizes
 from .syntax import lag_text, mentions, snippet, time_lag
 from ..errors import ArgumentError, DTypeError, RecurrenceError, ShapeError, Span
 from ..ir.core import TensorType, Value
@@ -235,7 +235,7 @@ def time_read(cx: Context, e: A.Index, frame: Frame) -> Value | None:
     name_, sub = e.base.id, e.subs[0]
     rest = e.subs[1:]
     if name_ in rc.states:
-        k = time_lag(sub, rc.var, rc.reverse)
+        k = time_lag(sub, rc.var, rc.reverse, fixed_sizes(frame.scope))
         if k is None:
             raise RecurrenceError(f"a state is read as {name_}[{rc.var}] or at an earlier step, "
                                   f"{name_}[{lag_text(rc.var, 1, rc.reverse)}]", sub.span)
