@@ -79,7 +79,9 @@ model formulas(x: f64[B, 6], ids: i32[B, 6]) {
   k = ids * 2 + 1 - ids
   output k2 = maximum(k, ids) + abs(-k)
   output ik = int(float(k) * 1.5 + h)
-  loss = mean(acts + more + powers)
+  sel = where(h > x, h, x * 0.5) + float(h <= 0.1 & x != 0.3 | !(h == x)) * stop_gradient(h) + where(x < 0.5, 1.0, h)
+  output imask = where(ids >= 2, ids, 0) + (ids < 1)
+  loss = mean(acts + more + powers + sel)
   output all = acts * more - powers
 }
 """
@@ -103,6 +105,9 @@ model layout(s: f64[B, 2, L], ids: i32[B, 3]) {
   output lead_mean = mean(s, axis=0)
   output lead_max = max(s, axis=[0, 1])
   output lead_imax = max(ids, axis=0, keepdims=true)
+  output am = argmax(s, axis=-1)                      # arg-reductions along the last and a leading axis
+  output an = argmin(s[:, 0], axis=0, keepdims=true)
+  output tl = tril(s, diagonal=-1) + triu(s, diagonal=1)   # the tri mask below and above the diagonal
   mv = V[1] @ s[0, 1, :4]
   vm = s[0, 0, :3] @ V[1]
   vv = s[0, 0, :3] @ s[0, 1, :3]

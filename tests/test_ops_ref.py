@@ -436,7 +436,45 @@ def _nn_cases() -> list[RefCase]:
     ]
 
 
-REF_CASES: list[RefCase] = _unary_cases() + _binary_cases() + _structural_cases() + _nn_cases()
+def _select_cases() -> list[RefCase]:
+    """Comparisons, where, stop_gradient, arg-reductions and tri (specc.ops.select), by Python loops."""
+    cmps = {"lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b,
+            "ge": lambda a, b: a >= b, "eq": lambda a, b: a == b, "ne": lambda a, b: a != b}
+
+    def grid(dt, *dims, seed=0):  # few distinct values, so that equal pairs occur
+        return (np.random.default_rng(seed).integers(-2, 3, dims)).astype(NUMPY_DTYPES[dt])
+
+    def argext(x, axis, best):
+        x = np.moveaxis(x, axis, -1)
+        out = np.zeros(x.shape[:-1])
+        for idx in indices(x.shape[:-1]):
+            row = [float(v) for v in x[idx]]
+            out[idx] = row.index(best(row))  # the first position on ties
+        return out
+
+    cases = [RefCase(f"compare-{c}", "compare", lambda dt: [grid(dt, 3, 1), grid(dt, 1, 4, seed=1)],
+                     lambda a, b, f=f: each(lambda u, v: float(f(u, v)), a, b), params={"cmp": c},
+                     dtypes=("f32", "f64", "i32")) for c, f in cmps.items()]
+    cases += [
+        RefCase("where-broadcast", "where", lambda dt: [grid(dt, 3, 1), arr(dt, 1, 4), arr(dt, 3, 4, seed=2)],
+                lambda c, a, b: each(lambda u, v, w: v if u != 0 else w, c, a, b), dtypes=("f32", "f64", "i32")),
+        RefCase("stop_gradient", "stop_gradient", lambda dt: [arr(dt, 2, 3)], lambda x: each(lambda v: v, x)),
+        RefCase("argmax-last", "argmax", lambda dt: [grid(dt, 3, 4)], lambda x: argext(x, 1, max),
+                params={"axis": 1}, out_dtype="i32"),
+        RefCase("argmax-first-keep", "argmax", lambda dt: [grid(dt, 4, 3)],
+                lambda x: argext(x, 0, max)[None, :], params={"axis": 0, "keepdims": True}, out_dtype="i32"),
+        RefCase("argmin-last", "argmin", lambda dt: [grid(dt, 2, 3, 4)], lambda x: argext(x, 2, min),
+                params={"axis": 2}, out_dtype="i32"),
+        RefCase("tri", "tri", lambda dt: [], lambda: [[1.0 if j - i <= 0 else 0.0 for j in range(4)] for i in range(3)],
+                params=lambda dt: {"shape": shape(3, 4), "k": 0, "dtype": dt}),
+        RefCase("tri-k", "tri", lambda dt: [], lambda: [[1.0 if j - i <= -1 else 0.0 for j in range(3)]
+                                                        for i in range(3)],
+                params=lambda dt: {"shape": shape(3, "N"), "k": -1, "dtype": dt}, dims={"N": 3}),
+    ]
+    return cases
+
+
+REF_CASES: list[RefCase] = _unary_cases() + _binary_cases() + _structural_cases() + _nn_cases() + _select_cases()
 
 
 def _ref_params() -> list:
@@ -582,6 +620,14 @@ _RAND_P = {"shape": shape("B", "H"), "dtype": "f32", "stream": 3}
 B, H, T = d("B"), d("H"), d("T")
 
 SHAPE_CASES: list[ShapeCase] = [
+    ShapeCase("compare-bcast", "compare", (ty("f32", "B", 1), ty("f32", 1, "H")), {"cmp": "lt"}, ty("f32", "B", "H")),
+    ShapeCase("compare-i32", "compare", (ty("i32", "B"), ty("i32", "B")), {"cmp": "eq"}, ty("i32", "B")),
+    ShapeCase("where-bcast", "where", (ty("i32", "B", 1), ty("f32", "H"), ty("f32", 1, 1)), {}, ty("f32", "B", "H")),
+    ShapeCase("stop_gradient", "stop_gradient", (ty("f64", "B", "H"),), {}, ty("f64", "B", "H")),
+    ShapeCase("argmax", "argmax", (ty("f32", "B", "C"),), {"axis": 1}, ty("i32", "B")),
+    ShapeCase("argmin-keep", "argmin", (ty("f32", "T", "B", "C"),), {"axis": 0, "keepdims": True},
+              ty("i32", 1, "B", "C")),
+    ShapeCase("tri", "tri", (), {"shape": shape("T", "T"), "k": 0, "dtype": "f32"}, ty("f32", "T", "T")),
     *[ShapeCase(f"{name}-f64", name, (ty("f64", "B", "H"),), {}, ty("f64", "B", "H"))
       for name in UNARY_FORMULAS],
     ShapeCase("neg-i32", "neg", (ty("i32", "T"),), {}, ty("i32", "T")),
@@ -694,6 +740,13 @@ FLOAT_ONLY_UNARY = ("exp", "log", "sqrt", "sigmoid", "tanh", "relu", "leaky_relu
 FLOAT_ONLY_BINARY = ("div", "pow")
 
 ERROR_CASES: list[ErrorCase] = [
+    ErrorCase("compare-mix", "compare", (ty("f32", "B"), ty("i32", "B")), {"cmp": "lt"}, DTypeRuleError),
+    ErrorCase("compare-no-bcast", "compare", (ty("f32", "B"), ty("f32", "H")), {"cmp": "lt"}, ShapeRuleError),
+    ErrorCase("where-mix", "where", (ty("f32", "B"), ty("f32", "B"), ty("i32", "B")), {}, DTypeRuleError),
+    ErrorCase("where-no-bcast", "where", (ty("f32", "B"), ty("f32", "H"), ty("f32", "H")), {}, ShapeRuleError),
+    ErrorCase("argmax-scalar", "argmax", (ty("f32"),), {"axis": 0}, ShapeRuleError),
+    ErrorCase("argmax-axis", "argmax", (ty("f32", "B"),), {"axis": 1}, ShapeRuleError),
+    ErrorCase("tri-rank", "tri", (), {"shape": shape("T"), "k": 0, "dtype": "f32"}, ShapeRuleError),
     *[ErrorCase(f"{name}-i32", name, (ty("i32", "B"),), {}, DTypeRuleError) for name in FLOAT_ONLY_UNARY],
     *[ErrorCase(f"{name}-i32", name, (ty("i32", "B"), ty("i32", "B")), {}, DTypeRuleError)
       for name in FLOAT_ONLY_BINARY],

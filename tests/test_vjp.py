@@ -371,7 +371,26 @@ def _grad_op_cases() -> list[VjpCase]:
     ]
 
 
-VJP_CASES: list[VjpCase] = _unary_cases() + _binary_cases() + _structural_cases() + _nn_cases() + _grad_op_cases()
+def _select_cases() -> list[VjpCase]:
+    """specc.ops.select: where's gradient goes to the chosen branch; the masks and arg-reductions give none."""
+    return [
+        VjpCase("where", "where", (Arg(("B", "H"), make=away_from_zero, wrt=False), Arg(("B", "H")), Arg(("B", "H"))),
+                dims=BH),
+        VjpCase("where-broadcast", "where", (Arg(("B", 1), make=on_grid(0.0), wrt=False), Arg((1, "H")), Arg(())),
+                dims=BH),
+        VjpCase("where-float-cond", "where", (Arg(("B", "H"), make=on_grid(0.1)), Arg(("B", "H")), Arg((1, "H"))),
+                dims=BH),  # a float condition: piecewise constant in it, so no gradient
+        VjpCase("stop_gradient", "stop_gradient", (Arg(("B", "H")),), dims=BH,
+                xfail="stop_gradient's VJP is zero by design; the difference quotient of its value is not"),
+        *[VjpCase(f"compare-{c}", "compare", (Arg(("B", 1), make=on_grid(0.1)), Arg((1, "H"), make=on_grid(0.0))),
+                  {"cmp": c}, dims=BH) for c in ("lt", "le", "gt", "ge", "eq", "ne")],
+        VjpCase("argmax", "argmax", (Arg(("B", "H"), make=on_grid(0.01)),), {"axis": 1}, dims=BH),
+        VjpCase("argmin", "argmin", (Arg(("B", "H"), make=on_grid(0.01)),), {"axis": 0, "keepdims": True}, dims=BH),
+    ]
+
+
+VJP_CASES: list[VjpCase] = (_unary_cases() + _binary_cases() + _structural_cases() + _nn_cases() + _grad_op_cases()
+                            + _select_cases())
 
 
 @pytest.mark.parametrize(
@@ -659,6 +678,7 @@ EXEMPT: dict[str, str] = {
     "uniform": "random: no differentiable inputs",
     "dropout_mask": "random: no differentiable inputs",
     "full": "no inputs",
+    "tri": "no inputs (a constant mask; value checked in test_ops_ref)",
     "size": "no inputs (value checked by hand above)",
     "one_hot": "integer input only (value checked by hand above)",
 }

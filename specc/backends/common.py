@@ -56,6 +56,9 @@ def _leaky_relu(e: Emitter, q: Eqn, a: Sequence[str]) -> str:
     return f"({a[0]} if {a[0]} > 0 else {e.lit(q.params.get('alpha', 0.01), dt(q))} * {a[0]})"
 
 
+CMP_SYMBOL = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+
+
 def _indicator(e: Emitter, q: Eqn, condition: str) -> str:
     return f"({e.lit(1.0, dt(q))} if {condition} else {e.lit(0.0, dt(q))})"
 
@@ -79,6 +82,10 @@ SCALAR: dict[str, ScalarRule] = {
     "size": lambda e, q, a: f"{e.np_dtype(q.params['dtype'])}({e.dim(q.params['dim'])})",
     "step": lambda e, q, a: _indicator(e, q, f"{a[0]} > 0"),
     "ge": lambda e, q, a: _indicator(e, q, f"{a[0]} >= {a[1]}"),
+    # comparisons and selection (specc.ops.select): masks are 0/1 of the operands' dtype
+    "compare": lambda e, q, a: _indicator(e, q, f"{a[0]} {CMP_SYMBOL[q.params['cmp']]} {a[1]}"),
+    "where": lambda e, q, a: f"({a[1]} if {a[0]} != 0 else {a[2]})",
+    "stop_gradient": lambda e, q, a: a[0],
 }
 
 

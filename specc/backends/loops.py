@@ -115,6 +115,42 @@ def one_hot(e: Emitter, eqn: Eqn) -> None:
         e.lines(f"{e.at(o, oi)} = {one} if {e.at(y, oi[:-1])} == {oi[-1]} else {zero}")
 
 
+# ---- arg-reductions and triangular masks (specc.ops.select) ---------------------------------------
+@RULES("argmax", "argmin")
+def arg_reduce(e: Emitter, eqn: Eqn) -> None:
+    """One element per kept position: a loop along the axis keeping the first best (NumPy's ties)."""
+    (x,), (out,) = eqn.inputs, eqn.outputs
+    axis, keep = eqn.params["axis"] % x.type.rank, eqn.params.get("keepdims")
+    src, o = e.name(x), e.alloc(out)
+    kept = [ax for ax in range(x.type.rank) if ax != axis]
+    best, arg = e.temp("best"), e.temp("arg")
+    better = ">" if eqn.op == "argmax" else "<"
+    with e.phase(eqn.op), e.parallel([x.shape[ax] for ax in kept]) as oi:
+        where = dict(zip(kept, oi))
+        e.use(src)
+        e.lines(f"{best} = {e.at(src, [where.get(ax, '0') for ax in range(x.type.rank)])}")
+        e.lines(f"{arg} = 0")
+        with e.loops([x.shape[axis]], "j") as (j,):
+            load = e.at(src, [where.get(ax, j) for ax in range(x.type.rank)])
+            e.use(src)
+            with e.lines.block(f"if {load} {better} {best}:"):
+                e.lines(f"{best} = {load}")
+                e.lines(f"{arg} = {j}")
+        e.use(o)
+        e.lines(f"{e.at(o, [where.get(ax, '0') for ax in range(x.type.rank)] if keep else oi)} = {arg}")
+
+
+@RULES("tri")
+def tri(e: Emitter, eqn: Eqn) -> None:
+    """out[i, j] = 1 where j - i <= k, else 0."""
+    (out,) = eqn.outputs
+    o = e.alloc(out)
+    one, zero = e.lit(1.0, out.dtype), e.lit(0.0, out.dtype)
+    with e.phase("tri"), e.parallel(out.shape) as (i, j):
+        e.use(o)
+        e.lines(f"{e.at(o, [i, j])} = {one} if {j} - {i} <= {int(eqn.params['k'])} else {zero}")
+
+
 # ---- pooling: one window per output element ------------------------------------------------------
 @RULES("max_pool", "avg_pool")
 def pool(e: Emitter, eqn: Eqn) -> None:

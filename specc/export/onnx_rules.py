@@ -30,7 +30,8 @@ from .onnx_context import INT64_MAX, ONNX_DTYPES, Lowering, Rule
 
 RULES: dict[str, Rule] = {}
 RANDOM_OPS = ("normal", "uniform", "dropout_mask")
-NO_RULE = GRAD_ONLY  # step, sign, ge, size and the adjoints: only backward graphs hold them
+# step, sign, ge and the adjoints: only backward graphs hold them ("size" is also a forward op: `x / T`)
+NO_RULE = tuple(name for name in GRAD_ONLY if name != "size")
 
 
 def rule(*names: str) -> Callable[[Rule], Rule]:
@@ -86,6 +87,52 @@ def _full(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
     if all(d.is_const for d in shape):
         return ctx.const(np.full(tuple(d.value for d in shape), p["value"], dt), dt, hint=ctx.hint)
     return ctx.node("ConstantOfShape", [ctx.shape(shape)], value=numpy_helper.from_array(np.full(1, p["value"], dt)))
+
+
+# ---- sizes as numbers, comparisons and selection (specc.ops.select) -------------------------
+@rule("size")
+def _size(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
+    """The run-time value of a size, as a scalar of the equation's dtype."""
+    value = ctx.node("Cast", [ctx.dim(eqn.params["dim"])], to=ONNX_DTYPES[eqn.params["dtype"]])
+    return ctx.node("Reshape", [value, ctx.int64s([])])
+
+
+_ONNX_CMP = {"lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual", "eq": "Equal", "ne": "Equal"}
+
+
+@rule("compare")
+def _compare(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
+    """A boolean ONNX comparison, cast back to the operands' dtype (masks are 0/1 numbers)."""
+    truth = ctx.node(_ONNX_CMP[eqn.params["cmp"]], ins)
+    if eqn.params["cmp"] == "ne":
+        truth = ctx.node("Not", [truth])
+    return ctx.node("Cast", [truth], to=ONNX_DTYPES[eqn.outputs[0].dtype])
+
+
+@rule("where")
+def _where(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
+    cond = ctx.node("Not", [ctx.node("Equal", [ins[0], ctx.scalar(0, eqn.inputs[0].dtype)])])
+    return ctx.node("Where", [cond, ins[1], ins[2]])
+
+
+RULES["stop_gradient"] = _simple("Identity")
+
+
+@rule("argmax", "argmin")
+def _arg_reduce(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
+    p = eqn.params
+    pos = ctx.node("ArgMax" if eqn.op == "argmax" else "ArgMin", ins, axis=int(p["axis"]),
+                   keepdims=int(bool(p.get("keepdims"))), select_last_index=0)
+    return ctx.node("Cast", [pos], to=TensorProto.INT32)
+
+
+@rule("tri")
+def _tri(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
+    """Trilu (lower, diagonal k) of a matrix of ones."""
+    p = eqn.params
+    dt = np.dtype(NUMPY_DTYPES[p["dtype"]])
+    ones = ctx.node("ConstantOfShape", [ctx.shape(tuple(p["shape"]))], value=numpy_helper.from_array(np.ones(1, dt)))
+    return ctx.node("Trilu", [ones, ctx.const(int(p["k"]), np.int64, hint="k")], upper=0)
 
 
 # ---- shapes and indexing ---------------------------------------------------------------

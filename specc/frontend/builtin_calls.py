@@ -17,7 +17,7 @@ import inspect
 from typing import Any
 
 from . import ast as A
-from .builtins import Axes, IntOrPair, Shape, Size, Tensor, signature_text
+from .builtins import Axes, IntOrPair, Raw, Shape, Size, Tensor, signature_text
 from .context import Context, Frame
 from .diagnostics import describe_static, rule_error
 from .expressions import expr, tensor
@@ -90,6 +90,8 @@ class CallCtx:
             self.tensor_args.append((label if text == name else f"{label} ('{text}')", v))
             self.snippets[v.uid] = text
             return v
+        if ann is Raw:
+            return val
         if isinstance(val, Value):
             self.fail(f"argument '{name}' of '{self.call.func}' must be a constant, not a tensor", a.span)
         if ann is float:

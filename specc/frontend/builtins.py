@@ -22,6 +22,7 @@ Shape = NewType("Shape", object)
 Axes = NewType("Axes", object)
 Size = NewType("Size", object)
 IntOrPair = NewType("IntOrPair", object)
+Raw = NewType("Raw", object)  # taken as evaluated: a tensor, a number or a size (the builtin converts it)
 
 BUILTINS: dict[str, Callable] = {}
 
@@ -119,7 +120,7 @@ def _reduction(name: str, doc: str):
 
 _reduction("sum", "sum over axes (all by default)")
 _reduction("mean", "mean over axes (all by default)")
-_reduction("max", "max over axes (all by default)")
+# max and min (over axes, or of two tensors) are in specc.frontend.builtins_select
 
 
 # ---- structure -------------------------------------------------------------------------

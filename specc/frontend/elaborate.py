@@ -27,6 +27,7 @@ from . import ast as A
 from .blocks import block
 from .builtin_calls import CallCtx
 from .builtins import BUILTINS
+from . import builtins_select  # noqa: F401  (registers where, argmax, tril, ...)
 from .context import Context, DimInfo, Frame, Scope
 from .diagnostics import notes_for
 from .layers import call_layer, check_layer_alone

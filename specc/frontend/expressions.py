@@ -15,13 +15,16 @@ from typing import Any
 from . import ast as A
 from .context import NESTING_MARGIN, Context, Frame, stack_room
 from .diagnostics import describe_static, emit, notes_for, short, too_deep, unknown_name
-from .sizes import check_size
+from .sizes import check_size, fixed_sizes
 from .syntax import lag_text, mentions, snippet, time_lag
 from ..errors import ArgumentError, DTypeError, RecurrenceError, ShapeError, Span
 from ..ir.core import TensorType, Value
 from ..ir.dims import Dim, as_dim
 
 BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+# comparisons give 0/1 masks of the operands' dtype (specc.ops.select); `&` and `|` combine such masks
+COMPARISONS = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+MASK_OPS = {"&": "mul", "|": "maximum"}
 
 
 def expr(cx: Context, e: A.Expr, frame: Frame) -> Any:
@@ -87,9 +90,8 @@ def tensor(cx: Context, v: Any, span: Span, frame: Frame, dtype: str | None = No
     if isinstance(v, Value):
         return v
     if isinstance(v, Dim):
-        if not v.is_const:
-            raise ShapeError(f"the symbolic size {v} cannot be used as a number (yet)", span,
-                             hint="sizes bound at run time are not values in the graph")
+        if not v.is_const:  # its run-time value, a float in a float context (`x / T`, `sqrt(D)`)
+            return emit(cx, frame, "size", [], {"dim": v, "dtype": dtype or cx.float_dtype}, span)
         v = v.value
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ArgumentError(f"expected a tensor here, got {describe_static(v)}", span)
@@ -108,6 +110,15 @@ def static_arith(op: str, a: Any, b: Any, e: A.Expr) -> Any:
     for x in (a, b):
         if isinstance(x, bool) or not isinstance(x, (int, float, Dim)):
             raise ArgumentError(f"'{op}' cannot combine {describe_static(a)} and {describe_static(b)}", e.span)
+    if op not in ("+", "-", "*", "//") or isinstance(a, float) or isinstance(b, float):
+        # a fixed size is an ordinary number here (`D / 2`, `D ** 0.5`)
+        a, b = (x.value if isinstance(x, Dim) and x.is_const else x for x in (a, b))
+    if op in COMPARISONS or op in MASK_OPS:
+        if isinstance(a, Dim) or isinstance(b, Dim):
+            raise ShapeError(f"'{op}' of sizes known only at run time: compare tensors instead", e.span)
+        if op in MASK_OPS:
+            raise ArgumentError(f"'{op}' combines masks (tensors), not numbers", e.span)
+        return int({"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op])
     if isinstance(a, Dim) or isinstance(b, Dim):
         if isinstance(a, float) or isinstance(b, float) or op not in ("+", "-", "*", "//"):
             raise ShapeError(f"sizes only combine with integers through + - * //, not '{op}'", e.span)
@@ -144,7 +155,9 @@ def binop(cx: Context, e: A.BinOp, frame: Frame) -> Any:
 def apply_binop(cx: Context, e: A.BinOp, a: Any, b: Any, frame: Frame) -> Any:
     """``a op b`` for the evaluated operands of ``e``."""
     if not isinstance(a, Value) and not isinstance(b, Value):
-        return static_arith(e.op, a, b, e)
+        if not _sizes_as_numbers(e.op, a, b):
+            return static_arith(e.op, a, b, e)
+        a = tensor(cx, a, e.left.span, frame)  # `T / 2`, `D ** 0.5` of a run-time size: a float tensor
     if e.op == "//":
         raise ArgumentError("'//' is integer division of sizes; use '/' for tensors", e.span)
     texts = (snippet(e.left.span), snippet(e.right.span))
@@ -160,8 +173,19 @@ def apply_binop(cx: Context, e: A.BinOp, a: Any, b: Any, frame: Frame) -> Any:
         i = 0 if not a.type.is_float else 1
         raise DTypeError(f"'{e.op}' mixes {a.dtype} and {b.dtype}", e.span, notes=notes_for(cx, frame, operands),
                          hint=f"convert the {(a, b)[i].dtype} operand with float({texts[i]})")
-    return emit(cx, frame, BINOPS[e.op], [a, b], {}, e.span, operands, display=e.op,
+    if e.op in COMPARISONS:
+        return emit(cx, frame, "compare", [a, b], {"cmp": COMPARISONS[e.op]}, e.span, operands, display=e.op,
+                    snippets={a.uid: texts[0], b.uid: texts[1]})
+    return emit(cx, frame, BINOPS.get(e.op) or MASK_OPS[e.op], [a, b], {}, e.span, operands, display=e.op,
                 snippets={a.uid: texts[0], b.uid: texts[1]})
+
+
+def _sizes_as_numbers(op: str, a: Any, b: Any) -> bool:
+    """Whether static operands hold a run-time size that must become a number: ``T / 2``, ``2.0 * T``."""
+    sym = [x for x in (a, b) if isinstance(x, Dim) and not x.is_const]
+    if not sym or any(isinstance(x, bool) or not isinstance(x, (int, float, Dim)) for x in (a, b)):
+        return False
+    return op in ("/", "**") or any(isinstance(x, float) for x in (a, b))
 
 
 def index_value(cx: Context, x: Value, subs, e: A.Expr, frame: Frame) -> Value:
@@ -213,7 +237,7 @@ def time_read(cx: Context, e: A.Index, frame: Frame) -> Value | None:
     name_, sub = e.base.id, e.subs[0]
     rest = e.subs[1:]
     if name_ in rc.states:
-        k = time_lag(sub, rc.var, rc.reverse)
+        k = time_lag(sub, rc.var, rc.reverse, fixed_sizes(frame.scope))
         if k is None:
             raise RecurrenceError(f"a state is read as {name_}[{rc.var}] or at an earlier step, "
                                   f"{name_}[{lag_text(rc.var, 1, rc.reverse)}]", sub.span)

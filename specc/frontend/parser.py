@@ -399,6 +399,15 @@ class _ToAst(Transformer):
     def neg(self, meta, operand):
         return A.Neg(operand, self.s(meta))
 
+    # masks: comparisons, `&`, `|` are binary operators; `not x` / `!x` is the builtin `not`
+    or_, and_ = _bin("|"), _bin("&")
+
+    def compare(self, meta, left, op, right):
+        return A.BinOp(str(op), left, right, self.s(meta))
+
+    def not_(self, meta, operand):
+        return A.Call("not", (operand,), (), self.s(meta), self.s(meta))
+
     def unary(self, meta, operand):  # unary plus
         return operand
 

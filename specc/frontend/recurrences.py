@@ -16,6 +16,7 @@ from .context import Context, Frame, RecurCtx, Scope
 from .diagnostics import notes_for, rule_error
 from .expressions import equation, expr, named, tensor
 from .params import param_decl
+from .sizes import fixed_sizes
 from .syntax import (bare_state_read, dataflow_order, defined_names, lag_reads, lag_text, refs,
                      stmt_name_span)
 from ..errors import RecurrenceError, ShapeError, SpecNameError, did_you_mean
@@ -26,7 +27,8 @@ from ..ops import ShapeRuleError
 MAX_LAG = 1024  # each step back is one more input of the scan's body
 
 
-def check_block(s: A.Recur) -> tuple[dict[str, int], dict[str, A.Assign], dict[str, A.Init]]:
+def check_block(s: A.Recur, fixed: dict[str, int] | None = None
+                ) -> tuple[dict[str, int], dict[str, A.Assign], dict[str, A.Init]]:
     """The states of a recurrence with the largest lag each is read at, their equations and initial values."""
     states: dict[str, int] = {}
     assigns: dict[str, A.Assign] = {}
@@ -61,7 +63,7 @@ def check_block(s: A.Recur) -> tuple[dict[str, int], dict[str, A.Assign], dict[s
                     f"{bare.id}[{lag_text(s.var, 1, s.reverse)}]", bare.span)
     for b in s.body:  # lags: scan every lagged read
         if isinstance(b, A.Assign):
-            for name, k, span in lag_reads(b.value, states, s.var, s.reverse):
+            for name, k, span in lag_reads(b.value, states, s.var, s.reverse, fixed):
                 if k > MAX_LAG:
                     raise RecurrenceError(f"'{name}' is read {k:,} steps back; a recurrence reads at most "
                                           f"{MAX_LAG} steps back", span)
@@ -80,7 +82,7 @@ def recur(cx: Context, s: A.Recur, frame: Frame) -> None:
         raise ShapeError("`recur ... over x` needs a sequence x with a leading time axis, got a scalar",
                          s.over.span)
     length = over.shape[0]
-    states, assigns, inits = check_block(s)
+    states, assigns, inits = check_block(s, fixed_sizes(frame.scope))
     # initial values are computed outside the loop
     init_vals: dict[str, Value] = {}
     for name, ini in inits.items():

@@ -123,3 +123,13 @@ def solve_linear(e: A.Expr, name: str, target: Dim, evaluate: Callable[[A.Expr],
     if not coef.is_const or coef.value == 0 or at2 - at1 != coef:
         return None
     return exact_div(target - at0, coef)
+
+
+def fixed_sizes(scope: Scope) -> dict[str, int]:
+    """The sizes in scope whose value is fixed (``dim K = 2``): a recurrence may read a state at ``t-K``."""
+    out = {}
+    for name in scope.dim_names():
+        info = scope.dim(name)
+        if info is not None and info.value.is_const:
+            out[name] = info.value.value
+    return out

@@ -11,7 +11,7 @@ Nothing here looks at types, sizes or scopes.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Mapping
 
 from . import ast as A
 from ..errors import RecurrenceError, Span
@@ -72,27 +72,45 @@ def lag_text(var: str, k: int, reverse: bool) -> str:
     return var if k == 0 else f"{var}{'+' if reverse else '-'}{k}"
 
 
-def time_lag(sub: A.Expr, var: str, reverse: bool) -> int | None:
-    """0 for ``t``; k for ``t-k`` (``t+k`` in a reversed recurrence); None otherwise."""
+def time_lag(sub: A.Expr, var: str, reverse: bool, fixed: Mapping[str, int] | None = None) -> int | None:
+    """0 for ``t``; k for ``t-k`` (``t+k`` in a reversed recurrence); None otherwise.  ``k`` is a
+    positive integer, or a name in ``fixed`` (a size fixed by ``dim K = 2``: ``h[t-K]``)."""
     if isinstance(sub, A.Name) and sub.id == var:
         return 0
-    if isinstance(sub, A.BinOp) and isinstance(sub.left, A.Name) and sub.left.id == var \
-            and isinstance(sub.right, A.Num) and isinstance(sub.right.value, int) and sub.right.value > 0:
-        if sub.op == ("+" if reverse else "-"):
-            return sub.right.value
+    if isinstance(sub, A.BinOp) and isinstance(sub.left, A.Name) and sub.left.id == var:
+        k = sub.right.value if isinstance(sub.right, A.Num) else \
+            (fixed or {}).get(sub.right.id) if isinstance(sub.right, A.Name) else None
+        if isinstance(k, int) and not isinstance(k, bool) and k > 0 and sub.op == ("+" if reverse else "-"):
+            return k
     return None
 
 
-def lag_reads(e: Any, states: dict[str, int], var: str, reverse: bool) -> list[tuple[str, int, Span]]:
-    """Every read of a state at a step, ``(state, lag, span)``, in source order."""
+def unfixed_lag(sub: A.Expr, var: str) -> str | None:
+    """The text of a lag that is not a fixed integer (``t - n``: ``n``), for the message that says what is allowed."""
+    if isinstance(sub, A.BinOp) and sub.op in "+-" and isinstance(sub.left, A.Name) and sub.left.id == var \
+            and not isinstance(sub.right, A.Num):
+        return snippet(sub.right.span)
+    return None
+
+
+LAG_RULE = "a lag is a positive integer (h[t-2]) or a size fixed by a declaration (`dim K = 2`, then h[t-K])"
+
+
+def lag_reads(e: Any, states: dict[str, int], var: str, reverse: bool,
+              fixed: Mapping[str, int] | None = None) -> list[tuple[str, int, Span]]:
+    """Every read of a state at a step, ``(state, lag, span)``, in source order (``fixed``: see time_lag)."""
     out = []
     todo = [e]
     while todo:
         x = todo.pop()
         if isinstance(x, A.Index) and isinstance(x.base, A.Name) and x.base.id in states and x.subs:
-            k = time_lag(x.subs[0], var, reverse)
+            k = time_lag(x.subs[0], var, reverse, fixed)
             if k is None and mentions(x.subs[0], var):
-                wrong = time_lag(x.subs[0], var, not reverse)
+                unfixed = unfixed_lag(x.subs[0], var)
+                if unfixed is not None and time_lag(x.subs[0], var, not reverse, fixed) is None:
+                    raise RecurrenceError(f"'{x.base.id}' is read at a lag '{unfixed}' that is not a fixed positive "
+                                          "integer", x.subs[0].span, hint=LAG_RULE)
+                wrong = time_lag(x.subs[0], var, not reverse, fixed)
                 hint = None
                 if wrong is not None:
                     hint = ("this recurrence runs backwards: an earlier step is "
