@@ -105,7 +105,7 @@ def tensor(cx: Context, v: Any, span: Span, frame: Frame, dtype: str | None = No
 
 def static_arith(op: str, a: Any, b: Any, e: A.Expr) -> Any:
     """Arithmetic on compile-time numbers and sizes."""
-    if op not in ("+", "-", "*", "/", "//", "**"):  # '@' and the like need tensors
+    if op not in ("+", "-", "*", "/", "//", "**") and op not in COMPARISONS and op not in MASK_OPS:  # '@' needs tensors
         raise ArgumentError(f"'{op}' needs tensors, not {describe_static(a)} and {describe_static(b)}", e.span)
     for x in (a, b):
         if isinstance(x, bool) or not isinstance(x, (int, float, Dim)):
