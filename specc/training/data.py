@@ -31,6 +31,8 @@ Built-in datasets (no downloads: they ship with a dependency):
   [0, 1], labels 0..9, served in the shape the model's float input asks for:
   ``[B, 64]`` flattened, ``[B, 1, 8, 8]`` as images, or ``[T, B, 8]`` as
   T = 8 row steps.  A fixed 20% (seed 0) is held out as the test split.
+* ``digit_rows`` (per-row tags) and ``sunspots`` (a yearly time series):
+  :mod:`specc.training.datasets`.
 
 Augmentation (``augment = shift`` in the ``train`` block): each training
 example's image is moved by up to one pixel in each direction, the pixels
@@ -55,7 +57,7 @@ from ..errors import InputError, did_you_mean
 if TYPE_CHECKING:
     from ..api import Model
 
-DATASETS = ("digits",)
+DATASETS = ("digits", "digit_rows", "sunspots")  # the last two: specc.training.datasets
 TEST_FRACTION = 0.2
 TEST_SEED = 0
 
@@ -372,6 +374,10 @@ def load_dataset(name: str, model: Model) -> Splits:
     if name not in DATASETS:
         raise InputError(f"unknown dataset '{name}'", hint=did_you_mean(name, DATASETS)
                          or f"the built-in datasets are {', '.join(DATASETS)}")
+    if name != "digits":
+        from . import datasets  # imports this module: loaded on first use
+
+        return datasets.load(name, model)
     images, labels = _digits()
     arrays = _fit_images(model, images, labels, name)
     data = dataset(model, arrays, name=name)
