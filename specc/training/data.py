@@ -374,14 +374,22 @@ def load_dataset(name: str, model: Model) -> Splits:
     if name not in DATASETS:
         raise InputError(f"unknown dataset '{name}'", hint=did_you_mean(name, DATASETS)
                          or f"the built-in datasets are {', '.join(DATASETS)}")
-    if name != "digits":
-        from . import datasets  # imports this module: loaded on first use
+    chronological = False
+    if name == "digits":
+        images, labels = _digits()
+        arrays = _fit_images(model, images, labels, name)
+    else:
+        from .datasets import examples  # the other built-in datasets, loaded on first use
 
-        return datasets.load(name, model)
-    images, labels = _digits()
-    arrays = _fit_images(model, images, labels, name)
+        ex = examples(name, model, _digits)
+        arrays = {k: stack_examples(model, k, rows) for k, rows in ex.rows.items()}
+        chronological = ex.chronological
     data = dataset(model, arrays, name=name)
-    train, test = data.split(TEST_FRACTION, TEST_SEED)
+    if chronological:  # a time series: the test split is the last examples, never trained on
+        cut = len(data) - round(len(data) * TEST_FRACTION)
+        train, test = data.take(np.arange(cut)), data.take(np.arange(cut, len(data)))
+    else:
+        train, test = data.split(TEST_FRACTION, TEST_SEED)
     return Splits(Dataset(train.arrays, train.axes, f"{name} (train)"),
                   Dataset(test.arrays, test.axes, f"{name} (test)") if test else None)
 

@@ -1,8 +1,8 @@
 """Built-in datasets beyond the digit images: per-row digit tags and the yearly sunspot series.
 
 In: a dataset name and the model to serve it to.
-Out: :class:`~specc.training.data.Splits` (training examples and a held-out test split), laid out in
-the shapes the model's inputs declare, checked like any other data.
+Out: :class:`Examples`, one flat example per row for each model input, which
+:func:`specc.training.data.load_dataset` lays out in the inputs' shapes, checks and splits.
 
 * ``digit_rows``: the digits (scikit-learn's 8x8 images) as T = 8 pixel rows, each row tagged with
   the class of its image: a per-step label for sequence taggers (``x: f32[T, B, 8]``,
@@ -18,13 +18,13 @@ the shapes the model's inputs declare, checked like any other data.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..errors import InputError
-from . import data
 
 if TYPE_CHECKING:
     from ..api import Model
@@ -33,10 +33,22 @@ NAMES = ("digit_rows", "sunspots")
 SUNSPOTS_CSV = Path(__file__).parent / "data_files" / "sunspots.csv"
 SUNSPOTS_SCALE = 100.0  # sunspot numbers are 0..190: scaled to about [0, 2]
 
+Digits = Callable[[], "tuple[np.ndarray, np.ndarray]"]  # images [N, 8, 8] in [0, 1], labels [N]
 
-def load(name: str, model: Model) -> data.Splits:
-    """The built-in dataset ``name`` (one of :data:`NAMES`) laid out for ``model``."""
-    return {"digit_rows": digit_rows, "sunspots": sunspots}[name](model)
+
+@dataclass(frozen=True)
+class Examples:
+    """``rows[input]``: [N, k], one flat example per row; ``chronological``: test on the last examples."""
+
+    rows: dict[str, np.ndarray]
+    chronological: bool = False
+
+
+def examples(name: str, model: Model, digits: Digits) -> Examples:
+    """The built-in dataset ``name`` (one of :data:`NAMES`) for ``model``'s inputs."""
+    if name == "digit_rows":
+        return digit_rows(model, digits)
+    return sunspots(model)
 
 
 def _inputs(model: Model, name: str, floats: int, ints: int) -> tuple[list[str], list[str]]:
@@ -51,20 +63,12 @@ def _inputs(model: Model, name: str, floats: int, ints: int) -> tuple[list[str],
 
 
 # ---- digit rows ---------------------------------------------------------------------------------
-def digit_rows(model: Model) -> data.Splits:
+def digit_rows(model: Model, digits: Digits) -> Examples:
     """Images as row sequences, every row tagged with its image's class."""
     (x,), (y,) = _inputs(model, "digit_rows", 1, 1)
-    images, labels = data._digits()
+    images, labels = digits()
     n, rows = images.shape[0], images.shape[1]
-    arrays = {x: data.stack_examples(model, x, images.reshape(n, -1)),
-              y: data.stack_examples(model, y, np.repeat(labels[:, None], rows, axis=1))}
-    return _split_random(data.dataset(model, arrays, name="digit_rows"), "digit_rows")
-
-
-def _split_random(full: data.Dataset, name: str) -> data.Splits:
-    train, test = full.split(data.TEST_FRACTION, data.TEST_SEED)  # the same test images as 'digits'
-    return data.Splits(data.Dataset(train.arrays, train.axes, f"{name} (train)"),
-                       data.Dataset(test.arrays, test.axes, f"{name} (test)") if test else None)
+    return Examples({x: images.reshape(n, -1), y: np.repeat(labels[:, None], rows, axis=1)})
 
 
 # ---- sunspots -----------------------------------------------------------------------------------
@@ -83,17 +87,24 @@ def windows(series: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     return series[idx], series[width:]
 
 
-def sunspots(model: Model) -> data.Splits:
+def _fixed_size(model: Model, name: str) -> int:
+    """Values in one example of input ``name``: its sizes other than the batch dim, which must be numbers."""
+    _dt, shape = model.inputs[name]
+    sizes = [model.program.dims.get(d, d) if isinstance(d, str) else d for d in shape]
+    symbolic = [d for d in sizes if not isinstance(d, int)]
+    if len(symbolic) != 1:
+        raise InputError(f"the 'sunspots' dataset needs input '{name}' of model '{model.name}' to have fixed "
+                         f"sizes besides its batch dim, not [{', '.join(map(str, shape))}]",
+                         hint="write the window length as a number, e.g. x: f32[12, B, 1]")
+    return math.prod(d for d in sizes if isinstance(d, int))
+
+
+def sunspots(model: Model) -> Examples:
     """Windows of the scaled series and the next value; the last 20% of the windows are the test split."""
     (x, y), _ = _inputs(model, "sunspots", 2, 0)
-    width = math.prod(data.example_shape(model, x))
-    if math.prod(data.example_shape(model, y, 1)) != 1:
+    if _fixed_size(model, y) != 1:
         raise InputError(f"input '{y}' of model '{model.name}' should hold one value per example "
                          "(the year after the window)")
     _years, counts = sunspot_series()
-    wins, nxt = windows(counts / SUNSPOTS_SCALE, width)
-    arrays = {x: data.stack_examples(model, x, wins), y: data.stack_examples(model, y, nxt[:, None])}
-    full = data.dataset(model, arrays, name="sunspots")
-    cut = len(full) - round(len(full) * data.TEST_FRACTION)
-    return data.Splits(full.take(np.arange(cut), "sunspots (train)"),
-                       full.take(np.arange(cut, len(full)), "sunspots (test)"))
+    wins, nxt = windows(counts / SUNSPOTS_SCALE, _fixed_size(model, x))
+    return Examples({x: wins, y: nxt[:, None]}, chronological=True)
