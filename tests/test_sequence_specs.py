@@ -66,7 +66,7 @@ def test_the_causal_mask_hides_later_rows():
     src = layers + """
 model probe(x: f32[B, 8, 8]) {
   param P: [8, 32] = normal(0.02)
-  output u = encoder_block(dense(x, 32) + P, heads=4, ffn=64)
+  output u = encoder_block(dense(x, 32) + P, heads=4, width=8, ffn=64)
   loss = mean(u)
 }
 """
