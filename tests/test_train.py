@@ -307,12 +307,15 @@ def test_grad_flow_reads_every_state_of_the_lstm():
 
 
 # ---- every shipped spec learns ------------------------------------------------------------------
+SPEC_DATA = {"bilstm_tagger": "digit_rows", "sunspots_gru": "sunspots"}  # the others read the digits
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
 def test_each_spec_loss_falls(spec):
     model = specc.compile(spec)
-    subset = data.load_dataset("digits", model).train.take(np.arange(96))
+    subset = data.load_dataset(SPEC_DATA.get(spec.stem, "digits"), model).train.take(np.arange(96))
     before = evaluate(model, model.init_params(0), subset, None)["loss"]
     h = Trainer(model, subset, epochs=3, batch=32, val_split=0.0, progress=False).fit()
     after = evaluate(model, h.params, subset, None)["loss"]
     assert after < 0.95 * before, (before, after, h.loss)
-    assert choose_metric(model).name == ("mse" if spec.stem in ("autoencoder", "vae") else "accuracy")
+    assert choose_metric(model).name == ("mse" if spec.stem in ("autoencoder", "vae", "sunspots_gru") else "accuracy")

@@ -31,6 +31,8 @@ Built-in datasets (no downloads: they ship with specc):
   [0, 1], labels 0..9, served in the shape the model's float input asks for:
   ``[B, 64]`` flattened, ``[B, 1, 8, 8]`` as images, or ``[T, B, 8]`` as
   T = 8 row steps.  A fixed 20% (seed 0) is held out as the test split.
+* ``digit_rows`` (per-row tags) and ``sunspots`` (a yearly time series):
+  :mod:`specc.training.datasets`.
 
 Augmentation (``augment = shift`` in the ``train`` block): each training
 example's image is moved by up to one pixel in each direction, the pixels
@@ -56,7 +58,7 @@ from .npzfile import read_npy, read_npz
 if TYPE_CHECKING:
     from ..api import Model
 
-DATASETS = ("digits",)
+DATASETS = ("digits", "digit_rows", "sunspots")  # the last two: specc.training.datasets
 TEST_FRACTION = 0.2
 TEST_SEED = 0
 
@@ -395,10 +397,22 @@ def load_dataset(name: str, model: Model) -> Splits:
     if name not in DATASETS:
         raise InputError(f"unknown dataset '{name}'", hint=did_you_mean(name, DATASETS)
                          or f"the built-in datasets are {', '.join(DATASETS)}")
-    images, labels = _digits()
-    arrays = _fit_images(model, images, labels, name)
+    chronological = False
+    if name == "digits":
+        images, labels = _digits()
+        arrays = _fit_images(model, images, labels, name)
+    else:
+        from .datasets import examples  # the other built-in datasets, loaded on first use
+
+        ex = examples(name, model, _digits)
+        arrays = {k: stack_examples(model, k, rows) for k, rows in ex.rows.items()}
+        chronological = ex.chronological
     data = dataset(model, arrays, name=name)
-    train, test = data.split(TEST_FRACTION, TEST_SEED)
+    if chronological:  # a time series: the test split is the last examples, never trained on
+        cut = len(data) - round(len(data) * TEST_FRACTION)
+        train, test = data.take(np.arange(cut)), data.take(np.arange(cut, len(data)))
+    else:
+        train, test = data.split(TEST_FRACTION, TEST_SEED)
     return Splits(Dataset(train.arrays, train.axes, f"{name} (train)"),
                   Dataset(test.arrays, test.axes, f"{name} (test)") if test else None)
 
