@@ -94,7 +94,30 @@ class ListExpr:
     span: Span
 
 
-Expr = Union[Num, Name, Str, Bool, Call, BinOp, Neg, Index, ListExpr, EllipsisExpr]
+@dataclass(frozen=True, slots=True)
+class TupleExpr:
+    """``a, b`` after ``return``: a layer returning several tensors."""
+
+    items: tuple["Expr", ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    """One name of ``h, c = f(...)``: the ``index``-th result of ``value``, which is evaluated once.
+
+    The parser turns ``h, c = f(...)`` into one :class:`Assign` per name, each holding an ``Unpacked``
+    of the same ``value`` node; ``names`` are all the names, in order (the first names the call's
+    parameters).
+    """
+
+    value: "Expr"
+    index: int
+    names: tuple[str, ...]
+    span: Span
+
+
+Expr = Union[Num, Name, Str, Bool, Call, BinOp, Neg, Index, ListExpr, EllipsisExpr, TupleExpr, Unpacked]
 
 
 # ---- types ---------------------------------------------------------------------------
@@ -199,10 +222,11 @@ LayerParam = Union[TensorParam, SizeParam, OptionParam]
 class LayerDef:
     name: str
     params: tuple[LayerParam, ...]
-    ret: TypeAnn | None
+    ret: TypeAnn | None  # the first declared return shape
     body: tuple[Stmt, ...]
     span: Span
     name_span: Span
+    rets: tuple[TypeAnn, ...] = ()  # every declared return shape (`-> [B, H], [B, H]`)
 
 
 @dataclass(frozen=True, slots=True)

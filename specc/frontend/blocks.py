@@ -14,7 +14,7 @@ from .context import Context, Frame
 from .expressions import equation, named
 from .params import param_decl
 from .recurrences import recur
-from .syntax import dataflow_order, defined_names, stmt_name_span, stmt_refs
+from .syntax import dataflow_order, defined_names, snippet, stmt_name_span, stmt_refs
 from ..errors import ConfigError, ModelError, RecurrenceError, SpecNameError
 
 
@@ -91,7 +91,14 @@ def stmt(cx: Context, s: A.Stmt, frame: Frame) -> None:
     elif isinstance(s, A.Recur):
         recur(cx, s, frame)
     elif isinstance(s, A.Return):
-        v = equation(cx, "out", s.value, frame)
+        if isinstance(s.value, A.ListExpr):
+            items = ", ".join(snippet(i.span) for i in s.value.items)
+            raise ModelError("a layer returns tensors, not a list", s.value.span,
+                             hint=f"return several with `return {items}`")
+        if isinstance(s.value, A.TupleExpr):
+            v = tuple(equation(cx, f"out{i}", item, frame, primary=False) for i, item in enumerate(s.value.items))
+        else:
+            v = equation(cx, "out", s.value, frame)
         frame.scope.values["return"] = (v, s.span)
     elif isinstance(s, (A.TrainBlock, A.ParamDecl)):
         pass

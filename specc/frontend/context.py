@@ -110,6 +110,7 @@ class Frame:
     stmt_target: str | None = None
     primary_call: A.Call | None = None
     call_counts: dict[str, int] = field(default_factory=dict)
+    sharing: bool = False  # inside a call with share=...: parameters are looked up, not declared
 
 
 class Context:
@@ -132,6 +133,8 @@ class Context:
         self.file_scopes: dict[Source, Scope] = {}  # the sizes each file sees: its own and those of its uses
         self.declared: dict[int, Span] = {}  # uid of a model input or parameter -> its declaration
         self.nesting = 0  # expressions being evaluated, one inside the other (layer bodies included)
+        self.unpacked: dict[tuple[int, int], tuple] = {}  # (scope id, call node id) -> (scope, node, results)
+        self.layer_results: dict[int, tuple[str, str]] = {}  # uid of a layer call's result -> (layer, prefix)
 
     def call(self, e: A.Call, frame: Frame) -> Value:
         """Elaborate a call of a layer or a builtin (provided by the coordinator, :mod:`.elaborate`)."""

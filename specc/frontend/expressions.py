@@ -57,7 +57,14 @@ def _expr(cx: Context, e: A.Expr, frame: Frame) -> Any:
         base = tensor(cx, expr(cx, e.base, frame), e.base.span, frame)
         return index_value(cx, base, e.subs, e, frame)
     if isinstance(e, A.Call):
-        return cx.call(e, frame)
+        v = cx.call(e, frame)
+        if isinstance(v, tuple):  # only `a, b = f(...)` takes several results (see unpacked)
+            tensor(cx, v, e.span, frame)
+        return v
+    if isinstance(e, A.Unpacked):
+        return unpacked(cx, e, frame)
+    if isinstance(e, A.TupleExpr):
+        raise ArgumentError("`a, b` is only allowed after `return` or before `=`", e.span)
     if isinstance(e, A.EllipsisExpr):
         raise ArgumentError("'...' is only allowed in subscripts and layer signatures", e.span)
     raise AssertionError(e)  # pragma: no cover
@@ -86,6 +93,10 @@ def tensor(cx: Context, v: Any, span: Span, frame: Frame, dtype: str | None = No
     """Coerce a number (or a fixed size) to a constant tensor; reject other statics."""
     if isinstance(v, Value):
         return v
+    if isinstance(v, tuple):  # the results of a layer returning several tensors
+        names = ", ".join("abcdefgh"[i] if i < 8 else f"v{i}" for i in range(len(v)))
+        raise ArgumentError(f"this call returns {len(v)} tensors, not one", span,
+                            hint=f"name each of them: `{names} = {snippet(span)}`")
     if isinstance(v, Dim):
         if not v.is_const:
             raise ShapeError(f"the symbolic size {v} cannot be used as a number (yet)", span,
@@ -239,6 +250,25 @@ def time_read(cx: Context, e: A.Index, frame: Frame) -> Value | None:
     if rest:
         return index_value(cx, v, rest, e, frame)
     return v
+
+
+def unpacked(cx: Context, e: A.Unpacked, frame: Frame) -> Value:
+    """One result of ``h, c = f(...)``: ``f(...)`` is evaluated once per scope, for its first name."""
+    key = (id(frame.scope), id(e.value))
+    hit = cx.unpacked.get(key)
+    if hit is None:
+        frame.stmt_target = e.names[0]
+        frame.primary_call = e.value if isinstance(e.value, A.Call) and e.value.func in cx.mod.layers else None
+        vals = cx.call(e.value, frame) if isinstance(e.value, A.Call) else expr(cx, e.value, frame)
+        if not isinstance(vals, tuple):
+            what = f"layer '{e.value.func}' returns" if frame.primary_call is not None else "this is"
+            raise ArgumentError(f"{what} one value, but {len(e.names)} names are given", e.value.span,
+                                hint=f"write {e.names[0]} = {snippet(e.value.span)}")
+        if len(vals) != len(e.names):
+            raise ArgumentError(f"this call returns {len(vals)} tensors, but {len(e.names)} names are given",
+                                e.value.span)
+        hit = cx.unpacked[key] = (frame.scope, e.value, vals)  # holding scope and node keeps their ids unique
+    return hit[2][e.index]
 
 
 def equation(cx: Context, target: str, e: A.Expr, frame: Frame, *, primary: bool = True) -> Value:

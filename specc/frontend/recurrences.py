@@ -93,7 +93,7 @@ def recur(cx: Context, s: A.Recur, frame: Frame) -> None:
                 Value(init_vals[name].type, f"{name}[{lag_text(s.var, lag, s.reverse)}]"))
     rc = RecurCtx(s.var, s.reverse, length, states, lag_inputs, {})
     scope = Scope(frame.scope)
-    inner = Frame(scope, body, frame.prefix, rc, frame.layer_stack)
+    inner = Frame(scope, body, frame.prefix, rc, frame.layer_stack, sharing=frame.sharing)
     body_equations(cx, s, frame, inner, init_vals, inits)
     order = list(states)
     outs = []

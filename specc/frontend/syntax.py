@@ -34,8 +34,10 @@ def children(x: Any) -> list:
         return [x.left, x.right]
     if isinstance(x, A.Neg):
         return [x.operand]
-    if isinstance(x, A.ListExpr):
+    if isinstance(x, (A.ListExpr, A.TupleExpr)):
         return list(x.items)
+    if isinstance(x, A.Unpacked):
+        return [x.value]
     if isinstance(x, A.Slice):
         return [i for i in (x.start, x.stop, x.step) if i is not None]
     return []
