@@ -136,6 +136,17 @@ class ParamDecl:
     type: TypeAnn
     init: Expr | None
     span: Span
+    state: bool = False  # `state m: [C] = zeros`: not trained, changed only by its `update`
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """``update m = expr``: the new value of the state ``m`` after each training step."""
+
+    name: str
+    value: Expr
+    span: Span
+    name_span: Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +200,7 @@ class TrainBlock:
     span: Span
 
 
-Stmt = Union[ParamDecl, Assign, Output, Return, Init, Recur, TrainBlock]
+Stmt = Union[ParamDecl, Assign, Output, Return, Init, Recur, TrainBlock, Update]
 
 
 # ---- definitions ---------------------------------------------------------------------

@@ -134,6 +134,7 @@ class Context:
         self.declared: dict[int, Span] = {}  # uid of a model input or parameter -> its declaration
         self.nesting = 0  # expressions being evaluated, one inside the other (layer bodies included)
         self.unpacked: dict[tuple[int, int], tuple] = {}  # (scope id, call node id) -> (scope, node, results)
+        self.state_updates: dict[str, Value] = {}  # state's full name -> its value after a training step
         self.layer_results: dict[int, tuple[str, str]] = {}  # uid of a layer call's result -> (layer, prefix)
 
     def call(self, e: A.Call, frame: Frame) -> Value:

@@ -63,7 +63,7 @@ def param_decl(cx: Context, s: A.ParamDecl, frame: Frame) -> None:
                                  "different names, e.g. name=\"fc2\"")
     v = cx.root.add_input(Value(t, full))
     cx.declared[v.uid] = s.span
-    cx.params[full] = ParamInfo(full, v, init, s.span)
+    cx.params[full] = ParamInfo(full, v, init, s.span, state=s.state)
     cx.param_calls[full] = (frame.layer_stack[-1][1] if frame.layer_stack else None) or s.span
     frame.scope.values[s.name] = (v, s.span)
 

@@ -86,7 +86,7 @@ def _expected(names: set[str] | frozenset[str]) -> str:
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
 _CLOSER_TERMINAL = {"(": "RPAR", "[": "RSQB", "{": "RBRACE"}
 # statements that live in a model or layer body, and items that live at the top of a file
-_BODY_KEYWORDS = {"param", "init", "output", "return", "recur"}
+_BODY_KEYWORDS = {"param", "state", "update", "init", "output", "return", "recur"}
 _TOP_KEYWORDS = {"dim", "use", "layer", "model"}
 _CHAR_HINTS = {
     "'": 'strings use double quotes: "..."',
@@ -294,6 +294,12 @@ class _ToAst(Transformer):
     # statements
     def param_decl(self, meta, name, type_, init):
         return A.ParamDecl(str(name), type_, init, self.s(meta))
+
+    def state_decl(self, meta, name, type_, init):
+        return A.ParamDecl(str(name), type_, init, self.s(meta), state=True)
+
+    def update_stmt(self, meta, name, value):
+        return A.Update(str(name), value, self.s(meta), _tok_span(self.src, name))
 
     def assign(self, meta, target, value):
         name, time, tspan = target

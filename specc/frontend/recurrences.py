@@ -43,6 +43,9 @@ def check_block(s: A.Recur) -> tuple[dict[str, int], dict[str, A.Assign], dict[s
                 raise RecurrenceError(f"'{b.name}' has two initial values", b.span,
                                       notes=[f"the first at {inits[b.name].span}"])
             inits[b.name] = b
+        elif isinstance(b, A.Update):
+            raise RecurrenceError("`update` belongs outside a `recur` block: a state changes once per training "
+                                  "step, not once per time step", b.span)
         elif isinstance(b, (A.Output, A.Return, A.TrainBlock)):
             raise RecurrenceError("only equations, `init` and `param` belong inside a `recur` block", b.span)
         elif isinstance(b, A.Recur):

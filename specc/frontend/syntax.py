@@ -150,7 +150,7 @@ def defined_names(s: A.Stmt) -> list[str]:
 
 def stmt_refs(s: A.Stmt) -> set[str]:
     """The names a statement reads (a recurrence: what its body reads from outside, at the current step)."""
-    if isinstance(s, (A.Assign, A.Return, A.Init)):
+    if isinstance(s, (A.Assign, A.Return, A.Init, A.Update)):
         return refs(s.value)
     if isinstance(s, A.Output):
         return refs(s.value) if s.value is not None else {s.name}
