@@ -18,6 +18,7 @@ from .diagnostics import describe_static, emit, notes_for, short, too_deep, unkn
 from .sizes import check_size
 from .syntax import lag_text, mentions, snippet, time_lag
 from ..errors import ArgumentError, DTypeError, RecurrenceError, ShapeError, Span
+from ..ir.builder import GraphBuilder
 from ..ir.core import TensorType, Value
 from ..ir.dims import Dim, as_dim
 
@@ -228,9 +229,13 @@ def time_read(cx: Context, e: A.Index, frame: Frame) -> Value | None:
                                   f"{name_}[{lag_text(rc.var, 1, rc.reverse)}]", sub.span)
         v = rc.current[name_] if k == 0 else rc.lag_inputs[(name_, k)]
     else:
-        if not (isinstance(sub, A.Name) and sub.id == rc.var):
-            raise RecurrenceError(f"only states can be read at another step; '{name_}' is read at [{rc.var}] only",
-                                  sub.span)
+        shift = input_offset(sub, rc.var)
+        if shift is None:
+            raise RecurrenceError(f"a sequence is read at [{rc.var}], or a fixed number of steps away "
+                                  f"([{rc.var}-1], [{rc.var}+2]); '{name_}' is read at [{snippet(sub.span)}]",
+                                  sub.span, hint=f"shift it outside the recurrence, e.g. "
+                                                 f"{name_}_prev = concat(zeros_like({name_}[0:1]), "
+                                                 f"{name_}[0:-1], axis=0), then read {name_}_prev[{rc.var}]")
         bound = frame.scope.value(name_)
         if bound is None:
             raise unknown_name(cx, name_, e.base.span, frame)
@@ -243,13 +248,38 @@ def time_read(cx: Context, e: A.Index, frame: Frame) -> Value | None:
         if outer.type.rank == 0 or outer.shape[0] != rc.length:
             raise ShapeError(f"'{name_}' is read at [{rc.var}], so its leading dim must be the recurrence "
                              f"length {rc.length}", e.span, notes=notes_for(cx, frame, [(name_, outer)]))
-        if outer.uid not in rc.seq_inputs:
-            rc.seq_inputs[outer.uid] = (outer, frame.builder.add_input(
-                Value(TensorType(outer.dtype, outer.shape[1:]), f"{name_}[{rc.var}]")))
-        v = rc.seq_inputs[outer.uid][1]
+        key = outer.uid if shift == 0 else (outer.uid, shift)
+        if key not in rc.seq_inputs:
+            outer_b = frame.builder.parent
+            seq = outer if shift == 0 else shifted(outer_b, outer_b.use(outer), shift, rc.length)
+            rc.seq_inputs[key] = (seq, frame.builder.add_input(
+                Value(TensorType(outer.dtype, outer.shape[1:]), f"{name_}[{snippet(sub.span)}]")))
+        v = rc.seq_inputs[key][1]
     if rest:
         return index_value(cx, v, rest, e, frame)
     return v
+
+
+def input_offset(sub: A.Expr, var: str) -> int | None:
+    """0 for ``x[t]``, -k for ``x[t-k]``, +k for ``x[t+k]`` (k an integer literal); None otherwise."""
+    if isinstance(sub, A.Name) and sub.id == var:
+        return 0
+    if isinstance(sub, A.BinOp) and sub.op in "+-" and isinstance(sub.left, A.Name) and sub.left.id == var \
+            and isinstance(sub.right, A.Num) and isinstance(sub.right.value, int) and not isinstance(sub.right.value, bool):
+        return sub.right.value if sub.op == "+" else -sub.right.value
+    return None
+
+
+def shifted(b: GraphBuilder, seq: Value, shift: int, length: Dim) -> Value:
+    """The sequence whose row t is ``seq[t + shift]``, zeros where that falls outside ``seq``, emitted into
+    ``b``, the builder around the recurrence: ``x[t-1]`` reads the row before, ``x[t+1]`` the next."""
+    k = abs(shift)
+    pad = b.emit1("full", [], {"shape": (Dim.const(k), *seq.shape[1:]), "value": 0.0, "dtype": seq.dtype})
+    if shift < 0:
+        rows = b.emit1("getitem", [seq], {"index": (("slice", None, length - k, 1),)})
+        return b.emit1("concat", [pad, rows], {"axis": 0})
+    rows = b.emit1("getitem", [seq], {"index": (("slice", Dim.const(k), None, 1),)})
+    return b.emit1("concat", [rows, pad], {"axis": 0})
 
 
 def unpacked(cx: Context, e: A.Unpacked, frame: Frame) -> Value:
