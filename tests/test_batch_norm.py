@@ -143,3 +143,28 @@ def test_onnx_export_reads_the_running_statistics(tmp_path):
     got = sess.run(None, {"x": x})
     want = m.forward(p, x=x)["h"]
     np.testing.assert_allclose(got[[o.name for o in sess.get_outputs()].index("h")], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture()
+def cuda(tmp_path, monkeypatch):
+    """numba-cuda's simulator (the GPU with SPECC_TEST_REAL_GPU=1), as tests/test_cuda_train.py sets it up."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_codegen_cuda import cuda_for_tests
+
+    return cuda_for_tests(monkeypatch, tmp_path / "specc-cuda-cache")
+
+
+def test_training_on_the_device_updates_states_as_the_host_does(cuda):
+    """CudaSteps copies each state's update into the device parameters after the optimizer step."""
+    rng = np.random.default_rng(0)
+    data = {"x": (rng.standard_normal((32, 6)) * 3 + 2).astype(np.float32),
+            "y": rng.standard_normal(32).astype(np.float32)}
+    run = dict(epochs=2, batch_size=8, lr=0.01, progress=False)
+    device = specc.train(specc.compile(BN1D, target="cuda"), data, **run)
+    host = specc.train(specc.compile(BN1D, target="interp"), data, **run)
+    assert device.params["h.running_mean"].mean() > 0.5  # moved from 0 towards the data's mean 2
+    for k in host.params:
+        np.testing.assert_allclose(device.params[k], host.params[k], rtol=1e-4, atol=1e-5, err_msg=k)
