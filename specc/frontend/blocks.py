@@ -94,7 +94,7 @@ def update_state(cx: Context, s: A.Update, frame: Frame) -> None:
         raise ModelError(f"state '{full}' would be updated by two calls", s.span, notes=call_notes(frame),
                          hint="a layer with a state (batch_norm) cannot be called with share=; give each "
                               "call its own parameters and states")
-    v = equation(cx, s.name + "_next", s.value, frame, primary=False)
+    v = named(equation(cx, s.name + "_next", s.value, frame, primary=False), frame, s.name + "_next")
     if v.type != info.value.type:
         raise ShapeError(f"the update of state '{s.name}' is {v.type}, but the state is {info.value.type}",
                          s.value.span, notes=[f"'{s.name}' is declared at {info.loc}"] + call_notes(frame))
