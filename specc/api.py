@@ -239,15 +239,20 @@ class Model:
         return self._grad_programs[key]
 
     def value_and_grad(self, params: Mapping[str, np.ndarray], *, seed: int = 0, training: bool = True,
-                       wrt_inputs: bool = False, **inputs: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                       wrt_inputs: bool = False, states_out: dict[str, np.ndarray] | None = None,
+                       **inputs: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The loss and its gradient with respect to every parameter (and float input, if asked).
 
         Random ops (dropout, normal) draw from ``seed``; the backward pass replays the same draws.
+        ``states_out``, if given, receives each ``state``'s new value (``update m = ...``, e.g. batch
+        norm's running mean); a state's own gradient is zero while training.
         """
         arrays, dims = self.bind_inputs(inputs)
         gp = self.grad_program(wrt_inputs)
         args = [arrays[i.name] for i in self.program.inputs] + self.check_params(params)
         outs = self._run(("grad", bool(wrt_inputs)), gp.graph, args, dims, seed, training)
+        if states_out is not None:
+            states_out.update((name, outs[i]) for name, i in self.program.state_updates)
         return outs[0], dict(zip(gp.wrt, outs[gp.n_forward:]))
 
     def export_onnx(self, params: Mapping[str, np.ndarray], path: str | Path, *, with_loss: bool = False,

@@ -277,7 +277,7 @@ def cmd_check(args) -> int:
     print(f"  parameters: {len(shapes)} tensors, {model.n_params:,} numbers")
     width = max((len(n) for n in shapes), default=0)
     for p in prog.params:
-        print(f"    {p.name:<{width}}  {_shape(shapes[p.name])}  {p.init}")
+        print(f"    {p.name:<{width}}  {_shape(shapes[p.name])}  {p.init}" + ("  (state, not trained)" if p.state else ""))
     scans = [e for e in prog.graph.walk() if e.op == "scan"]
     if scans:
         print(f"  recurrences: {len(scans)}")

@@ -49,7 +49,9 @@ dim B, L
 model nn_ops(s: f64[B, 2, L], ids: i32[B, 3], y: i32[B], t: f64[B, 6]) {
   param w3: [3, 2, 3] = he
   param b3: [3] = normal(0.1)
+  param wt: [3, 2, 3] = he
   c1 = conv1d(s, w3, b3, stride=2, padding=2, dilation=2)
+  ct = conv_transpose1d(c1, wt, stride=2, padding=1, output_padding=1, dilation=2)
   q1 = max_pool1d(c1, kernel=2, stride=1)
   q2 = avg_pool1d(s, kernel=3, stride=2, padding=1)
   r1 = sum(c1, axis=[0, 2], keepdims=true)
@@ -58,7 +60,7 @@ model nn_ops(s: f64[B, 2, L], ids: i32[B, 3], y: i32[B], t: f64[B, 6]) {
   output r4 = max(ids, axis=1, keepdims=true)
   h = dense(flatten(q2[:, :, :2]), 6)
   z = dense(h, 4)
-  loss = cross_entropy(z, y) + bce_logits(h, t) + mean(r1) + mean(r2) + mean(r3) + mean(q1)
+  loss = cross_entropy(z, y) + bce_logits(h, t) + mean(r1) + mean(r2) + mean(r3) + mean(q1) + mean(ct)
   output lsm = log_softmax(z, axis=0)
   output sm = softmax(h, axis=0)
   output c1
@@ -136,7 +138,7 @@ model recurrent(x: f64[T, B, 4], y: i32[B]) {
     e[t] = sum(a * a, axis=-1)
   }
   noise = uniform([B, 6])
-  loss = cross_entropy(dense(s[-1] + noise, 3), y) + 0.01 * mean(e)
+  loss = cross_entropy(dense(s[-1] + noise, 3), y) + 0.01 * mean(e) * (1 + training())
   output energy = e
   output first = s[0]
   output g
@@ -150,13 +152,15 @@ dim B
 model grads(x: f64[B, 2, 7, 6], ids: i32[B, 3], y: i32[B]) {
   param w: [3, 2, 3, 2] = he
   param E: [5, 4] = normal(1.0)
+  param wt: [3, 2, 2, 3] = he
   a = relu(conv2d(x, w, stride=[2, 1], padding=[1, 1], dilation=[1, 2]))
   p = max_pool2d(a, kernel=2, stride=[1, 2], padding=1)
   q = avg_pool2d(abs(a), kernel=[2, 3], stride=1, padding=[1, 0])
+  u = conv_transpose2d(a, wt, stride=[2, 1], padding=[1, 0], output_padding=[1, 0], dilation=[1, 2])
   e = take(E, ids)
   h = concat(flatten(p), flatten(q), flatten(e[:, 1:, ::2]), axis=-1)
   z = dense(maximum(h, 0.1 * h), 4)
-  loss = cross_entropy(z, y) + mean(e[:, -1])
+  loss = cross_entropy(z, y) + mean(e[:, -1]) + mean(u * u)
 }
 """
 
@@ -304,8 +308,8 @@ def test_lifting_random_draws_keeps_the_ir_valid() -> None:
     lifted, draws = lift_random(graph)
     verify(lifted)
     assert not any(REGISTRY[e.op].random for e in lifted.walk())
-    assert [d.op for d in draws] == ["dropout_mask", "dropout_mask", "normal", "uniform"]
-    assert [len(d.loops) for d in draws] == [0, 1, 1, 0]
+    assert [d.op for d in draws] == ["dropout_mask", "dropout_mask", "normal", "uniform", "training_flag"]
+    assert [len(d.loops) for d in draws] == [0, 1, 1, 0, 0]
     assert lifted.inputs[:len(graph.inputs)] == graph.inputs
 
 

@@ -55,7 +55,9 @@ dim B, L
 model nn_ops(s: f32[B, 2, L], ids: i32[B, 3], y: i32[B], t: f32[B, 6]) {
   param w3: [3, 2, 3] = he
   param b3: [3] = normal(0.1)
+  param wt: [3, 2, 3] = he
   c1 = conv1d(s, w3, b3, stride=2, padding=2, dilation=2)
+  output ct = conv_transpose1d(c1, wt, stride=2, padding=1, output_padding=1, dilation=2)
   q1 = max_pool1d(c1, kernel=2, stride=1)
   q2 = avg_pool1d(s, kernel=3, stride=2, padding=1)
   r1 = sum(c1, axis=[0, 2], keepdims=true)
@@ -154,7 +156,9 @@ dim B
 model images(x: f32[B, 2, 7, 6], ids: i32[B, 3], y: i32[B]) {
   param w: [3, 2, 3, 2] = he
   param E: [5, 4] = normal(1.0)
+  param wt: [3, 2, 2, 3] = he
   a = relu(conv2d(x, w, stride=[2, 1], padding=[1, 1], dilation=[1, 2]))
+  output u = conv_transpose2d(a, wt, stride=[2, 1], padding=[1, 0], output_padding=[1, 0], dilation=[1, 2])
   output p = max_pool2d(a, kernel=2, stride=[1, 2], padding=1)
   output q = avg_pool2d(abs(a), kernel=[2, 3], stride=1, padding=[1, 0])
   e = embedding(ids, vocab=5, size=4)

@@ -148,6 +148,20 @@ def conv_loops(x, w, stride, padding, dilation) -> np.ndarray:
     return out
 
 
+def conv_transpose_loops(x, w, stride, padding, dilation, output_padding) -> np.ndarray:
+    """Scatter form: out[b, co, s*stride + k*dil - pad] += x[b, ci, s] * w[ci, co, k] (torch's conv_transpose)."""
+    nd = x.ndim - 2
+    s_out = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w.shape[2 + i] - 1)
+             + output_padding[i] + 1 for i in range(nd)]
+    out = np.zeros((x.shape[0], w.shape[1], *s_out))
+    for b, ci, *pos in indices(x.shape):
+        for co, *k in indices(w.shape[1:]):
+            dst = [pos[i] * stride[i] + k[i] * dilation[i] - padding[i] for i in range(nd)]
+            if all(0 <= dst[i] < s_out[i] for i in range(nd)):
+                out[(b, co, *dst)] += float(x[(b, ci, *pos)]) * float(w[(ci, co, *k)])
+    return out
+
+
 def pool_loops(x, kernel, stride, padding, kind: str) -> np.ndarray:
     nd = x.ndim - 2
     s_in = x.shape[2:]
@@ -397,6 +411,14 @@ def _nn_cases() -> list[RefCase]:
             lambda x, w: conv_loops(x, w, stride, padding, dilation), params=p,
         )
 
+    def conv_t(nd, stride, padding, dilation, output_padding, x_sz, w_sz):
+        p = {"nd": nd, "stride": stride, "padding": padding, "dilation": dilation, "output_padding": output_padding}
+        return RefCase(
+            f"conv_transpose{nd}d-s{stride}-p{padding}-d{dilation}-op{output_padding}", "conv_transpose",
+            lambda dt: [arr(dt, *x_sz, seed=1), arr(dt, *w_sz, seed=2)],
+            lambda x, w: conv_transpose_loops(x, w, stride, padding, dilation, output_padding), params=p,
+        )
+
     def pool(op, nd, kernel, stride, padding, x_sz, lo=-2.0, hi=2.0):
         p = {"nd": nd, "kernel": kernel, "stride": stride, "padding": padding}
         return RefCase(
@@ -420,6 +442,9 @@ def _nn_cases() -> list[RefCase]:
         conv(1, (2,), (1,), (2,), (1, 2, 9), (3, 2, 3)),
         conv(2, (1, 1), (0, 0), (1, 1), (2, 2, 5, 4), (3, 2, 3, 2)),
         conv(2, (2, 1), (1, 2), (1, 2), (1, 3, 6, 5), (2, 3, 2, 3)),
+        conv_t(1, (1,), (0,), (1,), (0,), (2, 3, 5), (3, 4, 3)),
+        conv_t(1, (2,), (1,), (2,), (1,), (1, 2, 6), (2, 3, 3)),
+        conv_t(2, (2, 1), (1, 0), (1, 2), (1, 0), (2, 3, 4, 3), (3, 2, 3, 2)),
         pool("max_pool", 1, (2,), (2,), (0,), (2, 3, 7)),
         pool("max_pool", 2, (3, 2), (1, 2), (1, 0), (2, 2, 5, 6)),
         pool("max_pool", 1, (3,), (2,), (1,), (2, 2, 7), lo=-3, hi=-1),  # padding must not win the max
@@ -705,7 +730,18 @@ SHAPE_CASES: list[ShapeCase] = [
     ShapeCase("normal", "normal", (), _RAND_P, ty("f32", "B", "H")),
     ShapeCase("uniform", "uniform", (), {**_RAND_P, "dtype": "f64"}, ty("f64", "B", "H")),
     ShapeCase("dropout_mask", "dropout_mask", (), {**_RAND_P, "p": 0.1}, ty("f32", "B", "H")),
+    ShapeCase("conv_transpose1d", "conv_transpose", (ty("f32", "B", 4, "L"), ty("f32", 4, 2, 3)),
+              {**_conv_p(1, (2,), (1,)), "output_padding": (1,)}, ty("f32", "B", 2, (d("L") - 1) * 2 - 2 + 2 + 1 + 1)),
+    ShapeCase("conv_transpose2d", "conv_transpose", (ty("f64", "B", 3, 5, 4), ty("f64", 3, 6, 3, 2)),
+              {**_conv_p(2, (1, 2), (0, 1), (2, 1)), "output_padding": (0, 1)}, ty("f64", "B", 6, 9, 7)),
+    ShapeCase("training_flag", "training_flag", (), {"dtype": "f64"}, ty("f64")),
 ]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_training_flag(training: bool) -> None:
+    (out,) = REGISTRY["training_flag"].ref(RefContext(dims={}, training=training), [], {"dtype": "f32"})
+    assert out.shape == () and out.dtype == np.float32 and float(out) == (1.0 if training else 0.0)
 
 
 @pytest.mark.parametrize(
@@ -837,7 +873,7 @@ def test_every_op_has_cases() -> None:
     """A newly registered op fails here until it has a reference case and a shape case."""
     ops = set(REGISTRY) - UNTESTED_HERE
     tables = {
-        "REF_CASES or RANDOM_CASES": {c.op for c in REF_CASES} | set(RANDOM_CASES),
+        "REF_CASES or RANDOM_CASES": {c.op for c in REF_CASES} | set(RANDOM_CASES) | {"training_flag"},  # by hand
         "SHAPE_CASES": {c.op for c in SHAPE_CASES},
     }
     missing = {table: sorted(ops - covered) for table, covered in tables.items() if ops - covered}

@@ -325,6 +325,13 @@ CONV_CASES = [
     ("2d-s21-p12-d12", (1, 3, 6, 5), (2, 3, 2, 3), _conv_p(2, (2, 1), (1, 2), (1, 2)), {}),
     ("2d-sym-s2-p1", ("B", 2, "H", "W"), (3, 2, 3, 3), _conv_p(2, (2, 2), (1, 1), (1, 1)), {"B": 2, "H": 7, "W": 6}),
 ]
+CONV_TRANSPOSE_CASES = [
+    # id: (x shape [B, C_in, *S], w shape [C_in, C_out, *K], params, dims)
+    ("1d", ("B", 3, "L"), (3, 2, 3), {**_conv_p(1, (1,), (0,), (1,)), "output_padding": (0,)}, {"B": 2, "L": 5}),
+    ("1d-s2-p1-d2-op1", ("B", 2, 6), (2, 3, 3), {**_conv_p(1, (2,), (1,), (2,)), "output_padding": (1,)}, {"B": 1}),
+    ("2d-s21-p10-op10", (1, 3, 4, 3), (3, 2, 3, 2), {**_conv_p(2, (2, 1), (1, 0), (1, 2)), "output_padding": (1, 0)},
+     {}),
+]
 POOL_CASES = [
     # id: (op, x shape, params, dims, input maker)
     ("max1d-k2-s2", "max_pool", ("B", 3, "L"), _pool_p(1, (2,), (2,), (0,)), {"B": 2, "L": 7}, None),
@@ -346,6 +353,8 @@ def _nn_cases() -> list[VjpCase]:
         VjpCase("log_softmax-first", "log_softmax", (Arg((4, "B")),), {"axis": 0}, {"B": 3}),
         VjpCase("log_softmax-mid", "log_softmax", (Arg((2, 4, 3)),), {"axis": 1}),
         *[VjpCase(f"conv{cid}", "conv", (Arg(xs), Arg(ws)), p, dims) for cid, xs, ws, p, dims in CONV_CASES],
+        *[VjpCase(f"conv_transpose{cid}", "conv_transpose", (Arg(xs), Arg(ws)), p, dims)
+          for cid, xs, ws, p, dims in CONV_TRANSPOSE_CASES],
         *[VjpCase(f"{pid}", op, (Arg(xs, **(mk or {})),), p, dims) for pid, op, xs, p, dims, mk in POOL_CASES],
         VjpCase("take-2d-ids", "take", (Arg(("V", "D")), Arg(("B", 4), fixed=[[0, 2, 2, 1], [2, 0, 4, 4]], ids=6)),
                 dims={"V": 6, "D": 3, "B": 2}),  # repeated ids; rows 3 and 5 never taken
@@ -677,6 +686,7 @@ EXEMPT: dict[str, str] = {
     "normal": "random: no differentiable inputs",
     "uniform": "random: no differentiable inputs",
     "dropout_mask": "random: no differentiable inputs",
+    "training_flag": "no inputs (lifted like a draw; value checked in test_ops_ref)",
     "full": "no inputs",
     "tri": "no inputs (a constant mask; value checked in test_ops_ref)",
     "size": "no inputs (value checked by hand above)",

@@ -102,8 +102,8 @@ def _bind_draw(top: Lowering, draw: RandomDraw, random: str, inputs: list) -> st
     v = draw.value
     top.loc, top.hint = None, v.name or draw.op
     dt = NUMPY_DTYPES[v.dtype]
-    if draw.op == "dropout_mask" or (random == "mean" and draw.op in ("normal", "uniform")):
-        fill = {"dropout_mask": 1.0, "normal": 0.0, "uniform": 0.5}[draw.op]
+    if draw.op in ("dropout_mask", "training_flag") or (random == "mean" and draw.op in ("normal", "uniform")):
+        fill = {"dropout_mask": 1.0, "training_flag": 0.0, "normal": 0.0, "uniform": 0.5}[draw.op]  # inference
         return top.node("ConstantOfShape", [top.shape(v.shape)], value=numpy_helper.from_array(np.array([fill], dt)))
     if random == "input":
         name = top.fresh(v.name or draw.op)

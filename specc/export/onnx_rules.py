@@ -29,7 +29,7 @@ from .onnx_cells import lower_cell, match_cell
 from .onnx_context import INT64_MAX, ONNX_DTYPES, Lowering, Rule
 
 RULES: dict[str, Rule] = {}
-RANDOM_OPS = ("normal", "uniform", "dropout_mask")
+RANDOM_OPS = ("normal", "uniform", "dropout_mask", "training_flag")  # lifted: see onnx_lower._bind_draw
 # step, sign, ge and the adjoints: only backward graphs hold them ("size" is also a forward op: `x / T`)
 NO_RULE = tuple(name for name in GRAD_ONLY if name != "size")
 
@@ -190,6 +190,13 @@ def _window_attrs(p: dict) -> dict:
 @rule("conv")
 def _conv(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
     return ctx.node("Conv", ins, dilations=list(eqn.params["dilation"]), **_window_attrs(eqn.params))
+
+
+@rule("conv_transpose")
+def _conv_transpose(ctx: Lowering, eqn: Eqn, ins: list[str]) -> str:
+    """ONNX ConvTranspose has PyTorch's weight layout [C_in, C_out, *K] and its output_padding."""
+    return ctx.node("ConvTranspose", ins, dilations=list(eqn.params["dilation"]),
+                    output_padding=list(eqn.params["output_padding"]), **_window_attrs(eqn.params))
 
 
 @rule("max_pool", "avg_pool")

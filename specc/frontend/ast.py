@@ -94,7 +94,30 @@ class ListExpr:
     span: Span
 
 
-Expr = Union[Num, Name, Str, Bool, Call, BinOp, Neg, Index, ListExpr, EllipsisExpr]
+@dataclass(frozen=True, slots=True)
+class TupleExpr:
+    """``a, b`` after ``return``: a layer returning several tensors."""
+
+    items: tuple["Expr", ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    """One name of ``h, c = f(...)``: the ``index``-th result of ``value``, which is evaluated once.
+
+    The parser turns ``h, c = f(...)`` into one :class:`Assign` per name, each holding an ``Unpacked``
+    of the same ``value`` node; ``names`` are all the names, in order (the first names the call's
+    parameters).
+    """
+
+    value: "Expr"
+    index: int
+    names: tuple[str, ...]
+    span: Span
+
+
+Expr = Union[Num, Name, Str, Bool, Call, BinOp, Neg, Index, ListExpr, EllipsisExpr, TupleExpr, Unpacked]
 
 
 # ---- types ---------------------------------------------------------------------------
@@ -113,6 +136,17 @@ class ParamDecl:
     type: TypeAnn
     init: Expr | None
     span: Span
+    state: bool = False  # `state m: [C] = zeros`: not trained, changed only by its `update`
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """``update m = expr``: the new value of the state ``m`` after each training step."""
+
+    name: str
+    value: Expr
+    span: Span
+    name_span: Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +200,7 @@ class TrainBlock:
     span: Span
 
 
-Stmt = Union[ParamDecl, Assign, Output, Return, Init, Recur, TrainBlock]
+Stmt = Union[ParamDecl, Assign, Output, Return, Init, Recur, TrainBlock, Update]
 
 
 # ---- definitions ---------------------------------------------------------------------
@@ -199,10 +233,11 @@ LayerParam = Union[TensorParam, SizeParam, OptionParam]
 class LayerDef:
     name: str
     params: tuple[LayerParam, ...]
-    ret: TypeAnn | None
+    ret: TypeAnn | None  # the first declared return shape
     body: tuple[Stmt, ...]
     span: Span
     name_span: Span
+    rets: tuple[TypeAnn, ...] = ()  # every declared return shape (`-> [B, H], [B, H]`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,9 @@ from .context import Context, Frame
 from .expressions import equation, named
 from .params import param_decl
 from .recurrences import recur
-from .syntax import dataflow_order, defined_names, stmt_name_span, stmt_refs
-from ..errors import ConfigError, ModelError, RecurrenceError, SpecNameError
+from .syntax import dataflow_order, defined_names, snippet, stmt_name_span, stmt_refs
+from .diagnostics import call_notes
+from ..errors import ConfigError, ModelError, RecurrenceError, ShapeError, SpecNameError
 
 
 def block(cx: Context, stmts: tuple[A.Stmt, ...], frame: Frame, kind: str) -> tuple[list[str], A.Return | None]:
@@ -80,6 +81,26 @@ def _check_new_name(n: str, s: A.Stmt, frame: Frame, defs: dict[str, A.Stmt]) ->
         raise SpecNameError(f"'{n}' is already defined (an input or argument)", stmt_name_span(s))
 
 
+def update_state(cx: Context, s: A.Update, frame: Frame) -> None:
+    """``update m = expr``: record ``expr`` as the value the state ``m`` of this block takes after a step."""
+    full = frame.prefix + s.name
+    info = cx.params.get(full)
+    bound = frame.scope.values.get(s.name)
+    if info is None or not info.state or bound is None or bound[0] is not info.value:
+        raise SpecNameError(f"'{s.name}' is not a state of this block", s.name_span,
+                            hint=f"declare it in the same layer or model: `state {s.name}: [...] = zeros`; "
+                                 f"parameters are changed by the optimizer, not by `update`")
+    if full in cx.state_updates or frame.sharing:
+        raise ModelError(f"state '{full}' would be updated by two calls", s.span, notes=call_notes(frame),
+                         hint="a layer with a state (batch_norm) cannot be called with share=; give each "
+                              "call its own parameters and states")
+    v = named(equation(cx, s.name + "_next", s.value, frame, primary=False), frame, s.name + "_next")
+    if v.type != info.value.type:
+        raise ShapeError(f"the update of state '{s.name}' is {v.type}, but the state is {info.value.type}",
+                         s.value.span, notes=[f"'{s.name}' is declared at {info.loc}"] + call_notes(frame))
+    cx.state_updates[full] = v
+
+
 def stmt(cx: Context, s: A.Stmt, frame: Frame) -> None:
     if isinstance(s, A.Assign):
         v = equation(cx, s.name, s.value, frame)
@@ -91,8 +112,17 @@ def stmt(cx: Context, s: A.Stmt, frame: Frame) -> None:
     elif isinstance(s, A.Recur):
         recur(cx, s, frame)
     elif isinstance(s, A.Return):
-        v = equation(cx, "out", s.value, frame)
+        if isinstance(s.value, A.ListExpr):
+            items = ", ".join(snippet(i.span) for i in s.value.items)
+            raise ModelError("a layer returns tensors, not a list", s.value.span,
+                             hint=f"return several with `return {items}`")
+        if isinstance(s.value, A.TupleExpr):
+            v = tuple(equation(cx, f"out{i}", item, frame, primary=False) for i, item in enumerate(s.value.items))
+        else:
+            v = equation(cx, "out", s.value, frame)
         frame.scope.values["return"] = (v, s.span)
+    elif isinstance(s, A.Update):
+        update_state(cx, s, frame)
     elif isinstance(s, (A.TrainBlock, A.ParamDecl)):
         pass
     else:  # pragma: no cover - the parser produces nothing else

@@ -211,6 +211,12 @@ def dropout(cx, x: Tensor, p: float = 0.5) -> Value:
     return cx.emit("mul", [x, mask])
 
 
+@builtin
+def training(cx) -> Value:
+    """1 while training, 0 in evaluation: a scalar for choosing between batch and running statistics"""
+    return cx.emit("training_flag", [], dtype=cx.float_dtype)
+
+
 # ---- convolution, pooling, lookup ------------------------------------------------------
 def _conv(nd: int):
     def fn(cx, x: Tensor, w: Tensor, b: Tensor = None, stride: IntOrPair = 1, padding: IntOrPair = 0,
@@ -229,6 +235,26 @@ def _conv(nd: int):
 
 _conv(1)
 _conv(2)
+
+
+def _conv_transpose(nd: int):
+    def fn(cx, x: Tensor, w: Tensor, b: Tensor = None, stride: IntOrPair = 1, padding: IntOrPair = 0,
+           output_padding: IntOrPair = 0, dilation: IntOrPair = 1) -> Value:
+        y = cx.emit("conv_transpose", [x, w], nd=nd, stride=cx.ntuple(stride, nd), padding=cx.ntuple(padding, nd),
+                    dilation=cx.ntuple(dilation, nd), output_padding=cx.ntuple(output_padding, nd))
+        if b is None:
+            return y
+        bias = cx.emit("reshape", [b], shape=(b.shape[0],) + (Dim.const(1),) * nd) if b.type.rank == 1 else b
+        return cx.emit("add", [y, bias])
+
+    fn.__name__ = f"conv_transpose{nd}d"
+    fn.__doc__ = (f"{nd}-D transposed convolution of [B, C_in, *S] with weights [C_in, C_out, *K] (+ bias "
+                  f"[C_out]), as torch's conv_transpose{nd}d")
+    return builtin(fn)
+
+
+_conv_transpose(1)
+_conv_transpose(2)
 
 
 def _pool(kind: str, nd: int):

@@ -131,6 +131,7 @@ class Frame:
     stmt_target: str | None = None
     primary_call: A.Call | None = None
     call_counts: dict[str, int] = field(default_factory=dict)
+    sharing: bool = False  # inside a call with share=...: parameters are looked up, not declared
 
 
 class Context:
@@ -153,6 +154,9 @@ class Context:
         self.file_scopes: dict[Source, Scope] = {}  # the sizes each file sees: its own and those of its uses
         self.declared: dict[int, Span] = {}  # uid of a model input or parameter -> its declaration
         self.nesting = 0  # expressions being evaluated, one inside the other (layer bodies included)
+        self.unpacked: dict[tuple[int, int], tuple] = {}  # (scope id, call node id) -> (scope, node, results)
+        self.state_updates: dict[str, Value] = {}  # state's full name -> its value after a training step
+        self.layer_results: dict[int, tuple[str, str]] = {}  # uid of a layer call's result -> (layer, prefix)
 
     def call(self, e: A.Call, frame: Frame) -> Value:
         """Elaborate a call of a layer or a builtin (provided by the coordinator, :mod:`.elaborate`)."""

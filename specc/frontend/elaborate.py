@@ -106,9 +106,12 @@ class Elaborator(Context):
         names = ["loss"] + [n for n in outputs if n != "loss"]
         outs = [loss] + [scope.values[n][0] for n in names[1:]]
         params = tuple(self.params.values())
-        graph = self.root.build(outs, inputs=[i.value for i in inputs] + [p.value for p in params])
+        updates = list(self.state_updates.items())
+        graph = self.root.build(outs + [v for _, v in updates],
+                                inputs=[i.value for i in inputs] + [p.value for p in params])
         fixed = {n: i.value.value for n, i in self.global_scope.dims.items() if i.value.is_const}
-        return Program(m.name, graph, tuple(inputs), params, tuple(names), fixed, self.train_items(m), m.span)
+        return Program(m.name, graph, tuple(inputs), params, tuple(names), fixed, self.train_items(m), m.span,
+                       tuple((n, len(outs) + i) for i, (n, _) in enumerate(updates)))
 
     def _input(self, p: A.TensorParam, scope: Scope) -> InputInfo:
         if scope.values.get(p.name):

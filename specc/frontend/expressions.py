@@ -18,6 +18,7 @@ from .diagnostics import describe_static, emit, notes_for, short, too_deep, unkn
 from .sizes import check_size, fixed_sizes
 from .syntax import lag_text, mentions, snippet, time_lag
 from ..errors import ArgumentError, DTypeError, RecurrenceError, ShapeError, Span
+from ..ir.builder import GraphBuilder
 from ..ir.core import TensorType, Value
 from ..ir.dims import Dim, as_dim
 
@@ -60,7 +61,14 @@ def _expr(cx: Context, e: A.Expr, frame: Frame) -> Any:
         base = tensor(cx, expr(cx, e.base, frame), e.base.span, frame)
         return index_value(cx, base, e.subs, e, frame)
     if isinstance(e, A.Call):
-        return cx.call(e, frame)
+        v = cx.call(e, frame)
+        if isinstance(v, tuple):  # only `a, b = f(...)` takes several results (see unpacked)
+            tensor(cx, v, e.span, frame)
+        return v
+    if isinstance(e, A.Unpacked):
+        return unpacked(cx, e, frame)
+    if isinstance(e, A.TupleExpr):
+        raise ArgumentError("`a, b` is only allowed after `return` or before `=`", e.span)
     if isinstance(e, A.EllipsisExpr):
         raise ArgumentError("'...' is only allowed in subscripts and layer signatures", e.span)
     raise AssertionError(e)  # pragma: no cover
@@ -89,6 +97,10 @@ def tensor(cx: Context, v: Any, span: Span, frame: Frame, dtype: str | None = No
     """Coerce a number (or a fixed size) to a constant tensor; reject other statics."""
     if isinstance(v, Value):
         return v
+    if isinstance(v, tuple):  # the results of a layer returning several tensors
+        names = ", ".join("abcdefgh"[i] if i < 8 else f"v{i}" for i in range(len(v)))
+        raise ArgumentError(f"this call returns {len(v)} tensors, not one", span,
+                            hint=f"name each of them: `{names} = {snippet(span)}`")
     if isinstance(v, Dim):
         if not v.is_const:  # its run-time value, a float in a float context (`x / T`, `sqrt(D)`)
             return emit(cx, frame, "size", [], {"dim": v, "dtype": dtype or cx.float_dtype}, span)
@@ -243,9 +255,13 @@ def time_read(cx: Context, e: A.Index, frame: Frame) -> Value | None:
                                   f"{name_}[{lag_text(rc.var, 1, rc.reverse)}]", sub.span)
         v = rc.current[name_] if k == 0 else rc.lag_inputs[(name_, k)]
     else:
-        if not (isinstance(sub, A.Name) and sub.id == rc.var):
-            raise RecurrenceError(f"only states can be read at another step; '{name_}' is read at [{rc.var}] only",
-                                  sub.span)
+        shift = input_offset(sub, rc.var)
+        if shift is None:
+            raise RecurrenceError(f"a sequence is read at [{rc.var}], or a fixed number of steps away "
+                                  f"([{rc.var}-1], [{rc.var}+2]); '{name_}' is read at [{snippet(sub.span)}]",
+                                  sub.span, hint=f"shift it outside the recurrence, e.g. "
+                                                 f"{name_}_prev = concat(zeros_like({name_}[0:1]), "
+                                                 f"{name_}[0:-1], axis=0), then read {name_}_prev[{rc.var}]")
         bound = frame.scope.value(name_)
         if bound is None:
             raise unknown_name(cx, name_, e.base.span, frame)
@@ -258,13 +274,57 @@ def time_read(cx: Context, e: A.Index, frame: Frame) -> Value | None:
         if outer.type.rank == 0 or outer.shape[0] != rc.length:
             raise ShapeError(f"'{name_}' is read at [{rc.var}], so its leading dim must be the recurrence "
                              f"length {rc.length}", e.span, notes=notes_for(cx, frame, [(name_, outer)]))
-        if outer.uid not in rc.seq_inputs:
-            rc.seq_inputs[outer.uid] = (outer, frame.builder.add_input(
-                Value(TensorType(outer.dtype, outer.shape[1:]), f"{name_}[{rc.var}]")))
-        v = rc.seq_inputs[outer.uid][1]
+        key = outer.uid if shift == 0 else (outer.uid, shift)
+        if key not in rc.seq_inputs:
+            outer_b = frame.builder.parent
+            seq = outer if shift == 0 else shifted(outer_b, outer_b.use(outer), shift, rc.length)
+            rc.seq_inputs[key] = (seq, frame.builder.add_input(
+                Value(TensorType(outer.dtype, outer.shape[1:]), f"{name_}[{snippet(sub.span)}]")))
+        v = rc.seq_inputs[key][1]
     if rest:
         return index_value(cx, v, rest, e, frame)
     return v
+
+
+def input_offset(sub: A.Expr, var: str) -> int | None:
+    """0 for ``x[t]``, -k for ``x[t-k]``, +k for ``x[t+k]`` (k an integer literal); None otherwise."""
+    if isinstance(sub, A.Name) and sub.id == var:
+        return 0
+    if isinstance(sub, A.BinOp) and sub.op in "+-" and isinstance(sub.left, A.Name) and sub.left.id == var \
+            and isinstance(sub.right, A.Num) and isinstance(sub.right.value, int) and not isinstance(sub.right.value, bool):
+        return sub.right.value if sub.op == "+" else -sub.right.value
+    return None
+
+
+def shifted(b: GraphBuilder, seq: Value, shift: int, length: Dim) -> Value:
+    """The sequence whose row t is ``seq[t + shift]``, zeros where that falls outside ``seq``, emitted into
+    ``b``, the builder around the recurrence: ``x[t-1]`` reads the row before, ``x[t+1]`` the next."""
+    k = abs(shift)
+    pad = b.emit1("full", [], {"shape": (Dim.const(k), *seq.shape[1:]), "value": 0.0, "dtype": seq.dtype})
+    if shift < 0:
+        rows = b.emit1("getitem", [seq], {"index": (("slice", None, length - k, 1),)})
+        return b.emit1("concat", [pad, rows], {"axis": 0})
+    rows = b.emit1("getitem", [seq], {"index": (("slice", Dim.const(k), None, 1),)})
+    return b.emit1("concat", [rows, pad], {"axis": 0})
+
+
+def unpacked(cx: Context, e: A.Unpacked, frame: Frame) -> Value:
+    """One result of ``h, c = f(...)``: ``f(...)`` is evaluated once per scope, for its first name."""
+    key = (id(frame.scope), id(e.value))
+    hit = cx.unpacked.get(key)
+    if hit is None:
+        frame.stmt_target = e.names[0]
+        frame.primary_call = e.value if isinstance(e.value, A.Call) and e.value.func in cx.mod.layers else None
+        vals = cx.call(e.value, frame) if isinstance(e.value, A.Call) else expr(cx, e.value, frame)
+        if not isinstance(vals, tuple):
+            what = f"layer '{e.value.func}' returns" if frame.primary_call is not None else "this is"
+            raise ArgumentError(f"{what} one value, but {len(e.names)} names are given", e.value.span,
+                                hint=f"write {e.names[0]} = {snippet(e.value.span)}")
+        if len(vals) != len(e.names):
+            raise ArgumentError(f"this call returns {len(vals)} tensors, but {len(e.names)} names are given",
+                                e.value.span)
+        hit = cx.unpacked[key] = (frame.scope, e.value, vals)  # holding scope and node keeps their ids unique
+    return hit[2][e.index]
 
 
 def equation(cx: Context, target: str, e: A.Expr, frame: Frame, *, primary: bool = True) -> Value:

@@ -23,7 +23,7 @@ from typing import Any
 from . import ast as A
 from .blocks import block
 from .context import Context, DimInfo, Frame, Scope
-from .diagnostics import at_call_site, call_notes, describe_static, dim_note, notes_for
+from .diagnostics import at_call_site, call_notes, describe_static, dim_note, notes_for, unknown_name
 from .expressions import expr, tensor
 from .sizes import check_size, dim_expr, solve_linear
 from .syntax import ann_text, layer_sig, names_in, param_key, snippet
@@ -42,17 +42,49 @@ class LayerArgs:
 
 
 # ---- a call -----------------------------------------------------------------------------
-def call_layer(cx: Context, layer: A.LayerDef, e: A.Call, frame: Frame) -> Value:
+def call_layer(cx: Context, layer: A.LayerDef, e: A.Call, frame: Frame) -> Value | tuple[Value, ...]:
+    """The value (or values: ``return h, c``) of a layer call, its body inlined into the frame's builder."""
     if any(name == layer.name for name, _ in frame.layer_stack):
         raise ArgumentError(f"layer '{layer.name}' calls itself", e.span, notes=call_notes(frame))
-    bound, explicit_name = match_arguments(layer, e)
+    bound, explicit_name, share = match_arguments(layer, e)
     args = evaluate_arguments(cx, layer, bound, e, frame)
-    prefix = layer_prefix(layer, e, frame, explicit_name)
-    return apply_layer(cx, layer, args, e.span, frame, prefix)
+    if share is not None:
+        prefix = shared_prefix(cx, layer, share, explicit_name, frame)
+    else:
+        prefix = layer_prefix(layer, e, frame, explicit_name)
+    out = apply_layer(cx, layer, args, e.span, frame, prefix, sharing=share is not None or frame.sharing)
+    for v in out if isinstance(out, tuple) else (out,):
+        cx.layer_results.setdefault(v.uid, (layer.name, prefix))
+    return out
 
 
-def match_arguments(layer: A.LayerDef, e: A.Call) -> tuple[dict[str, A.Expr], str | None]:
-    """Each argument of the call by its parameter's key (positional, then keyword), and name="..." if given."""
+def shared_prefix(cx: Context, layer: A.LayerDef, share: A.Kwarg, explicit_name: str | None, frame: Frame) -> str:
+    """The parameter prefix of the earlier call that ``share=za`` names: the call that computed ``za``."""
+    if explicit_name is not None:
+        raise ArgumentError("a call takes name= or share=, not both", share.span,
+                            hint="share= reuses the parameters of the call it names, so they keep that name")
+    if not isinstance(share.value, A.Name):
+        raise ArgumentError("share= takes the name of a value computed by an earlier call of the same layer",
+                            share.value.span, hint=f"e.g. a = {layer.name}(x1, ...); b = {layer.name}(x2, ..., "
+                                                   f"share=a)")
+    bound = frame.scope.value(share.value.id)
+    if bound is None:
+        raise unknown_name(cx, share.value.id, share.value.span, frame)
+    v = bound[0]
+    origin = cx.layer_results.get(v.uid) if isinstance(v, Value) else None
+    if origin is None:
+        raise ArgumentError(f"'{share.value.id}' is not the result of a layer call, so it has no parameters "
+                            f"to share", share.value.span,
+                            hint=f"name the result of a call of '{layer.name}', e.g. share=a after "
+                                 f"a = {layer.name}(...)")
+    if origin[0] != layer.name:
+        raise ArgumentError(f"'{share.value.id}' was computed by layer '{origin[0]}', not '{layer.name}': "
+                            f"only calls of the same layer share parameters", share.value.span)
+    return origin[1]
+
+
+def match_arguments(layer: A.LayerDef, e: A.Call) -> tuple[dict[str, A.Expr], str | None, A.Kwarg | None]:
+    """Each argument of the call by its parameter's key (positional, then keyword), name="..." and share=."""
     by_name: dict[str, A.LayerParam] = {}
     for p in layer.params:
         if param_key(p) in by_name:
@@ -60,10 +92,14 @@ def match_arguments(layer: A.LayerDef, e: A.Call) -> tuple[dict[str, A.Expr], st
                                 notes=[f"the first is at {by_name[param_key(p)].span}"])
         by_name[param_key(p)] = p
     explicit_name = None
+    share = None
     kwargs: dict[str, A.Kwarg] = {}
     for k in e.kwargs:
-        if k.name in kwargs or k.name == "name" and explicit_name is not None:
+        if k.name in kwargs or k.name == "name" and explicit_name is not None or k.name == "share" and share:
             raise ArgumentError(f"argument '{k.name}' given twice", k.span)
+        if k.name == "share" and "share" not in by_name:
+            share = k
+            continue
         if k.name == "name" and "name" not in by_name:
             if not isinstance(k.value, A.Str):
                 raise ArgumentError("name= takes a string", k.value.span)
@@ -84,7 +120,7 @@ def match_arguments(layer: A.LayerDef, e: A.Call) -> tuple[dict[str, A.Expr], st
         if k in bound:
             raise ArgumentError(f"argument '{k}' given twice", kw.span)
         bound[k] = kw.value
-    return bound, explicit_name
+    return bound, explicit_name, share
 
 
 def evaluate_arguments(cx: Context, layer: A.LayerDef, bound: dict[str, A.Expr], e: A.Call,
@@ -174,10 +210,11 @@ def check_layer_alone(cx: Context, layer: A.LayerDef) -> None:
 
 # ---- the layer's body -------------------------------------------------------------------
 def apply_layer(cx: Context, layer: A.LayerDef, args: LayerArgs, site: Span | None, frame: Frame,
-                prefix: str) -> Value:
+                prefix: str, *, sharing: bool = False) -> Value | tuple[Value, ...]:
     """Unify the signature with the arguments, elaborate the body with the sizes bound, check the return.
 
-    ``site`` is the call's span; None when the layer is checked on its own.
+    ``site`` is the call's span; None when the layer is checked on its own. ``sharing``: the parameters
+    named ``prefix...`` exist already (``share=``) and are reused rather than declared.
     """
     fscope = cx.file_scope(layer.span.source)
     scope = Scope(fscope)
@@ -194,14 +231,20 @@ def apply_layer(cx: Context, layer: A.LayerDef, args: LayerArgs, site: Span | No
     scope.dims.update(env)
     for p, v, span in args.tensors:
         scope.values[p.name] = (v, span)
-    inner = Frame(scope, frame.builder, prefix, None, frame.layer_stack + ((layer.name, site),))
+    inner = Frame(scope, frame.builder, prefix, None, frame.layer_stack + ((layer.name, site),), sharing=sharing)
     try:
         _, ret = block(cx, layer.body, inner, kind="layer")
         if ret is None:
             raise ModelError(f"layer '{layer.name}' has no `return`", layer.name_span)
         out = scope.values["return"][0]
-        if layer.ret is not None:
-            check_return(layer, out, env, inner, ellipsis or (), ret, fscope)
+        outs = out if isinstance(out, tuple) else (out,)
+        if layer.rets and len(layer.rets) != len(outs):
+            raise ShapeError(f"layer '{layer.name}' declares {len(layer.rets)} return shapes but returns "
+                             f"{len(outs)} tensors", layer.rets[0].span.merge(layer.rets[-1].span),
+                             related=[("returned here", ret.span)], notes=call_notes(inner))
+        items = ret.value.items if isinstance(ret.value, A.TupleExpr) else (ret.value,)
+        for ann, v, item in zip(layer.rets, outs, items):
+            check_return(layer, ann, v, env, inner, ellipsis or (), item.span, fscope)
     except SpeccError as err:
         raise at_call_site(err, layer, site) from None
     return out
@@ -292,9 +335,9 @@ def _fixed(fscope: Scope, name: str) -> bool:
     return info is not None and info.value.is_const
 
 
-def check_return(layer: A.LayerDef, out: Value, env: dict[str, DimInfo], frame: Frame,
-                 ellipsis: tuple[Dim, ...], ret: A.Return | None, fscope: Scope) -> None:
-    dims = [d for d in layer.ret.dims]
+def check_return(layer: A.LayerDef, ann: A.TypeAnn, out: Value, env: dict[str, DimInfo], frame: Frame,
+                 ellipsis: tuple[Dim, ...], where: Span | None, fscope: Scope) -> None:
+    dims = [d for d in ann.dims]
     scope = Scope(fscope, dims=dict(env))
     want: list[Dim] = []
     for d in dims:
@@ -303,9 +346,9 @@ def check_return(layer: A.LayerDef, out: Value, env: dict[str, DimInfo], frame: 
         else:
             want.append(dim_expr(d, scope))
     if tuple(want) != out.shape:
-        related = [(f"the value returned here has shape {shape_str(out.shape)}", ret.value.span)] if ret else []
+        related = [(f"the value returned here has shape {shape_str(out.shape)}", where)] if where else []
         names = sorted(set().union(*(names_in(d) for d in dims)) & set(env))
         notes = [dim_note(n, env[n]) for n in names if env[n].origin]
         raise ShapeError(f"layer '{layer.name}' returns {shape_str(out.shape)} but declares "
-                         f"-> {ann_text(layer.ret)} = {shape_str(tuple(want))}", layer.ret.span,
+                         f"-> {ann_text(ann)} = {shape_str(tuple(want))}", ann.span,
                          notes=notes + call_notes(frame), related=related)

@@ -50,17 +50,38 @@ def param_decl(cx: Context, s: A.ParamDecl, frame: Frame) -> None:
                          notes=call_notes(frame))
     init = initializer(s.init, t)
     full = frame.prefix + s.name
+    if frame.sharing:
+        shared_param(cx, s, t, full, frame)
+        return
     if full in cx.params:
         where = frame.layer_stack[-1][1] if frame.layer_stack else s.span
         raise SpecNameError(f"two parameters are both named '{full}'", where or s.span,
                             notes=[f"the other '{full}' comes from {cx.param_calls[full]}",
                                    f"'{s.name}' is declared at {s.span}"] + call_notes(frame)[1:],
-                            hint="give the layer calls different names, e.g. name=\"fc2\"")
+                            hint="to use the same parameters in both calls, pass share= the result of the first "
+                                 "call instead of a name (b = f(x2, share=a)); to keep them apart, give the calls "
+                                 "different names, e.g. name=\"fc2\"")
     v = cx.root.add_input(Value(t, full))
     cx.declared[v.uid] = s.span
-    cx.params[full] = ParamInfo(full, v, init, s.span)
+    cx.params[full] = ParamInfo(full, v, init, s.span, state=s.state)
     cx.param_calls[full] = (frame.layer_stack[-1][1] if frame.layer_stack else None) or s.span
     frame.scope.values[s.name] = (v, s.span)
+
+
+def shared_param(cx: Context, s: A.ParamDecl, t: TensorType, full: str, frame: Frame) -> None:
+    """Inside a call with ``share=``: bind the parameter of the earlier call, which must have this shape."""
+    info = cx.params.get(full)
+    where = next((site for _, site in reversed(frame.layer_stack) if site is not None), s.span)
+    if info is None or info.loc != s.span:
+        raise SpecNameError(f"the call shared with has no parameter '{full}'", where,
+                            notes=[f"'{s.name}' is declared at {s.span}"] + call_notes(frame),
+                            hint="share= reuses the parameters of a call of the same layer with the same options")
+    if info.value.type != t:
+        raise ShapeError(f"shared parameter '{full}' is {info.value.type} in the first call but {t} here", where,
+                         notes=[f"'{s.name}' is declared at {s.span}", f"the first call is at {cx.param_calls[full]}"]
+                         + call_notes(frame),
+                         hint="calls that share parameters need the same sizes (hidden=...) and input widths")
+    frame.scope.values[s.name] = (info.value, s.span)
 
 
 def initializer(e: A.Expr | None, t: TensorType) -> Initializer:

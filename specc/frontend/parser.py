@@ -117,7 +117,7 @@ def _expected(names: set[str] | frozenset[str]) -> str:
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
 _CLOSER_TERMINAL = {"(": "RPAR", "[": "RSQB", "{": "RBRACE"}
 # statements that live in a model or layer body, and items that live at the top of a file
-_BODY_KEYWORDS = {"param", "init", "output", "return", "recur"}
+_BODY_KEYWORDS = {"param", "state", "update", "init", "output", "return", "recur"}
 _TOP_KEYWORDS = {"dim", "use", "layer", "model"}
 _CHAR_HINTS = {
     "'": 'strings use double quotes: "..."',
@@ -326,12 +326,14 @@ class _ToAst(Transformer):
         return A.Use(str(path)[1:-1], self.s(meta))
 
     def layer_def(self, meta, name, *rest):
-        *params, ret, body = rest
+        *params, rets, body = rest
         params = tuple(p for p in params if p is not None)
-        if ret is not None:
-            dims, rspan = ret
-            ret = A.TypeAnn(None, dims, rspan, None)
-        return A.LayerDef(str(name), params, ret, body, self.s(meta), _tok_span(self.src, name))
+        rets = tuple(A.TypeAnn(None, dims, rspan, None) for dims, rspan in rets or ())
+        return A.LayerDef(str(name), params, rets[0] if rets else None, body, self.s(meta),
+                          _tok_span(self.src, name), rets)
+
+    def ret_shapes(self, meta, *shapes):
+        return shapes
 
     def tensor_param(self, meta, name, type_):
         return A.TensorParam(str(name), type_, self.s(meta))
@@ -355,11 +357,20 @@ class _ToAst(Transformer):
         return tuple(d for d in dims if d is not None), self.s(meta)
 
     def block(self, meta, *stmts):
-        return tuple(s for s in stmts if s is not None)
+        out = []
+        for s in stmts:  # `h, c = f(x)` is one Assign per name
+            out.extend(s if isinstance(s, list) else [s] if s is not None else [])
+        return tuple(out)
 
     # statements
     def param_decl(self, meta, name, type_, init):
         return A.ParamDecl(str(name), type_, init, self.s(meta))
+
+    def state_decl(self, meta, name, type_, init):
+        return A.ParamDecl(str(name), type_, init, self.s(meta), state=True)
+
+    def update_stmt(self, meta, name, value):
+        return A.Update(str(name), value, self.s(meta), _tok_span(self.src, name))
 
     def assign(self, meta, target, value):
         name, time, tspan = target
@@ -371,8 +382,16 @@ class _ToAst(Transformer):
     def output_stmt(self, meta, name, value):
         return A.Output(str(name), value, self.s(meta))
 
-    def return_stmt(self, meta, value):
-        return A.Return(value, self.s(meta))
+    def unpack(self, meta, *rest):
+        *targets, value = rest
+        names = tuple(name for name, _, _ in targets)
+        return [A.Assign(name, time, A.Unpacked(value, i, names, value.span), self.s(meta), tspan)
+                for i, (name, time, tspan) in enumerate(targets)]
+
+    def return_stmt(self, meta, *values):
+        if len(values) == 1:
+            return A.Return(values[0], self.s(meta))
+        return A.Return(A.TupleExpr(values, values[0].span.merge(values[-1].span)), self.s(meta))
 
     def init_stmt(self, meta, name, value):
         return A.Init(str(name), value, self.s(meta))

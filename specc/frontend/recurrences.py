@@ -45,6 +45,9 @@ def check_block(s: A.Recur, fixed: dict[str, int] | None = None
                 raise RecurrenceError(f"'{b.name}' has two initial values", b.span,
                                       notes=[f"the first at {inits[b.name].span}"])
             inits[b.name] = b
+        elif isinstance(b, A.Update):
+            raise RecurrenceError("`update` belongs outside a `recur` block: a state changes once per training "
+                                  "step, not once per time step", b.span)
         elif isinstance(b, (A.Output, A.Return, A.TrainBlock)):
             raise RecurrenceError("only equations, `init` and `param` belong inside a `recur` block", b.span)
         elif isinstance(b, A.Recur):
@@ -95,7 +98,7 @@ def recur(cx: Context, s: A.Recur, frame: Frame) -> None:
                 Value(init_vals[name].type, f"{name}[{lag_text(s.var, lag, s.reverse)}]"))
     rc = RecurCtx(s.var, s.reverse, length, states, lag_inputs, {})
     scope = Scope(frame.scope)
-    inner = Frame(scope, body, frame.prefix, rc, frame.layer_stack)
+    inner = Frame(scope, body, frame.prefix, rc, frame.layer_stack, sharing=frame.sharing)
     body_equations(cx, s, frame, inner, init_vals, inits)
     order = list(states)
     outs = []

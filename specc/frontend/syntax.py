@@ -34,8 +34,10 @@ def children(x: Any) -> list:
         return [x.left, x.right]
     if isinstance(x, A.Neg):
         return [x.operand]
-    if isinstance(x, A.ListExpr):
+    if isinstance(x, (A.ListExpr, A.TupleExpr)):
         return list(x.items)
+    if isinstance(x, A.Unpacked):
+        return [x.value]
     if isinstance(x, A.Slice):
         return [i for i in (x.start, x.stop, x.step) if i is not None]
     return []
@@ -166,7 +168,7 @@ def defined_names(s: A.Stmt) -> list[str]:
 
 def stmt_refs(s: A.Stmt) -> set[str]:
     """The names a statement reads (a recurrence: what its body reads from outside, at the current step)."""
-    if isinstance(s, (A.Assign, A.Return, A.Init)):
+    if isinstance(s, (A.Assign, A.Return, A.Init, A.Update)):
         return refs(s.value)
     if isinstance(s, A.Output):
         return refs(s.value) if s.value is not None else {s.name}

@@ -120,6 +120,7 @@ class ParamInfo:
     value: Value
     init: Initializer
     loc: Span | None
+    state: bool = False  # a `state` (running statistics): not trained, replaced by its update after a step
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,9 @@ class Program:
     dims: Mapping[str, int]  # dims fixed by the spec (`dim H = 64`)
     train: Mapping[str, Any]  # the spec's training block, validated later by pydantic
     loc: Span | None = None
+    # each `state`'s new value after a training step: (parameter name, index in graph.outputs past the
+    # named outputs); computed by the value-and-grad graph, which the training loop writes back
+    state_updates: tuple[tuple[str, int], ...] = ()
 
     @property
     def float_dtype(self) -> str:

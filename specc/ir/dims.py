@@ -98,6 +98,9 @@ class Dim:
             return Dim.const(self.value // k)
         if all(c % k == 0 for _, c in self.terms):
             return Dim(tuple((m, c // k) for m, c in self.terms))
+        if all(c % k == 0 for m, c in self.terms if m):  # (k*a + c) // k = a + c // k for integer a
+            const = sum(c for m, c in self.terms if not m)
+            return Dim(tuple((m, c // k) for m, c in self.terms if m)) + const // k
         return Dim.sym(f"({self} // {k})")
 
     # -- evaluation -------------------------------------------------------------------

@@ -257,11 +257,15 @@ def format_program(prog: Program) -> str:
         lines.append(("dims: " + ", ".join(f"{k} = {v}" for k, v in prog.dims.items()), None))
     lines.append(("params:", None))
     for p in prog.params:
-        lines.append((f"{INDENT}{_typed(p.value, names)} = {p.init}", format_loc(p.loc)))
+        lines.append((f"{INDENT}{_typed(p.value, names)} = {p.init}" + (" (state)" if p.state else ""),
+                      format_loc(p.loc)))
     lines.append(("graph:", None))
     lines += _graph_lines(prog.graph.eqns, names, INDENT)
     outs = ", ".join(f"{n} = {names[v]}" for n, v in zip(prog.output_names, prog.graph.outputs))
     lines.append((f"outputs: {outs}", None))
+    if prog.state_updates:  # `update m = ...`: what each state becomes after a training step
+        ups = ", ".join(f"{n} <- {names[prog.graph.outputs[i]]}" for n, i in prog.state_updates)
+        lines.append((f"state updates: {ups}", None))
     return _render(lines)
 
 

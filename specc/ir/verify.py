@@ -61,7 +61,7 @@ def verify_program(prog: Program) -> None:
     g = prog.graph
     if len(g.inputs) != len(prog.inputs) + len(prog.params):
         raise IRError("program inputs do not match its graph's inputs")
-    if len(g.outputs) != len(prog.output_names):
+    if len(g.outputs) != len(prog.output_names) + len(prog.state_updates):
         raise IRError("program output names do not match its graph's outputs")
     if prog.output_names[:1] != ("loss",):
         raise IRError("the first program output must be 'loss'")

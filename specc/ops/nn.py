@@ -294,6 +294,14 @@ def _dropout_mask_ref(ctx, ins, p):
     return [np.where(u < keep, 1.0 / keep, 0.0).astype(dt)]
 
 
+def _training_flag_infer(ins, p):
+    return [TensorType(p["dtype"], ())]
+
+
+def _training_flag_ref(ctx, ins, p):
+    return [np.array(1.0 if ctx.training else 0.0, dtype=np_dtype(p["dtype"]))]
+
+
 def _no_inputs_vjp(g, eqn, cts, needed):
     return []  # a draw has no inputs to differentiate
 
@@ -302,5 +310,9 @@ register(Op("normal", _rand_infer, _normal_ref, n_inputs=0, random=True, doc="st
             vjp=_no_inputs_vjp))
 register(Op("uniform", _rand_infer, _uniform_ref, n_inputs=0, random=True, doc="uniform draws in [0, 1)",
             vjp=_no_inputs_vjp))
+# Not random, but known only when the graph runs (training or evaluation): lifted out of the graph like
+# a draw (specc.backends.lift), so every target reads it as an input without a lowering rule of its own.
+register(Op("training_flag", _training_flag_infer, _training_flag_ref, n_inputs=0, random=True,
+            doc="1 while training, 0 in evaluation (batch norm's choice of statistics)", vjp=_no_inputs_vjp))
 register(Op("dropout_mask", _rand_infer, _dropout_mask_ref, n_inputs=0, random=True,
             doc="1/(1-p) with probability 1-p, else 0 (all ones when not training)", vjp=_no_inputs_vjp))

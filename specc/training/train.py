@@ -49,6 +49,7 @@ from .callbacks import Monitor, TensorBoardLog, best_path, check_monitor, compil
 from .config import ALIASES, TrainConfig
 from .history import EpochRecord, History  # noqa: F401  (History is public here too)
 from .data import DATASETS, Dataset, Splits, augment_batch, check_augment, dataset, load, load_dataset
+from ..errors import ConfigError
 from .metrics import Metric, choose_metric
 from .nanguard import check_params, first_nonfinite, nonfinite_error
 from .optim import OptState, Optimizer, clip_by_global_norm, clip_scale, learning_rate, make_optimizer, plateau_scale
@@ -246,6 +247,9 @@ class Trainer:
         """Where the steps run: this process's target, or this rank's rows under MPI."""
         model, cfg = self.model, self.cfg
         if self.world.parallel:
+            if model.program.state_updates:  # each rank would see only its rows' statistics
+                raise ConfigError("data-parallel training does not yet update states (batch norm's running "
+                                  "statistics); train this model in one process")
             return distributed.DataParallelSteps(self.world, model, self.optimizer, cfg.clip, params, state,
                                                  self.train_set.axes)
         return (CudaSteps if model.backend.device_resident else HostSteps)(model, self.optimizer, cfg.clip, params, state)
@@ -459,14 +463,17 @@ class HostSteps:
 
     def run(self, batch: Mapping[str, np.ndarray], seed: int, lr: float, guard: Guard) -> tuple[float, float]:
         """One optimizer step on one batch; returns (loss, the global gradient norm before clipping)."""
+        states: dict[str, np.ndarray] = {}  # batch norm's running statistics after this step
         with np.errstate(all="ignore"):  # a NaN is reported by the guard, with its equation
-            loss, grads = self.model.value_and_grad(self.params, seed=seed, training=True, **batch)
+            loss, grads = self.model.value_and_grad(self.params, seed=seed, training=True, states_out=states,
+                                                    **batch)
         guard(self.params, loss, grads)
         grads, norm = clip_by_global_norm(grads, self.clip)
         with np.errstate(all="ignore"):  # an overflow is reported next, with the parameter
             params, state = self.optimizer.update(self.params, grads, self.state, lr)
         check_params(params, f"training stopped at step {self.state.step}", lr)  # before they replace the good ones
         self.params, self.state = params, state
+        self.params.update(states)  # a state is not trained: its update replaces what the optimizer did
         return float(loss), norm
 
     def host(self) -> tuple[dict[str, np.ndarray], OptState]:
@@ -506,12 +513,15 @@ class CudaSteps:
         args = [arrays[i.name] for i in model.program.inputs] + [self.opt.params[p.name] for p in model.program.params]
         outs = self.kernel([args[i] for i in self.keep], dims, seed=seed, training=True, device=True)
         loss = outs[0].copy_to_host().reshape(())
+        states = [(k, outs[i]) for k, i in model.program.state_updates]  # copied in after the optimizer step
         grads = dict(zip(self.grad.wrt, outs[self.grad.n_forward:]))
         norm = self.opt.global_norm(grads)
         if not (np.isfinite(loss) and math.isfinite(norm)):  # some gradient is not finite (or its square overflows)
             host_grads = {k: g.copy_to_host().reshape(self.opt.shapes[k]) for k, g in grads.items()}
             guard(self.host()[0], loss, host_grads)
         self.opt.update(grads, lr, clip_scale(norm, self.clip))
+        for k, new in states:
+            self.opt.params[k].copy_to_device(new.reshape(self.opt.params[k].shape))
         self._host = None
         return float(loss), norm
 

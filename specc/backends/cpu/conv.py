@@ -82,9 +82,11 @@ def conv(e: CpuEmitter, eqn: Eqn) -> None:
         e.lines(f"np.dot({w2}, {cols}, {o3}[i0])")
 
 
-@RULES("conv_grad_input")
+@RULES("conv_grad_input", "conv_transpose")
 def conv_grad_input(e: CpuEmitter, eqn: Eqn) -> None:
-    """dx = col2im(W^T @ dy[b]) per batch element: each window tap's share added back to its input position."""
+    """dx = col2im(W^T @ dy[b]) per batch element: each window tap's share added back to its input position.
+
+    ``conv_transpose(x, w)`` is this product with x as dy (its output shape gives the positions)."""
     dy, w = eqn.inputs
     (out,) = eqn.outputs
     ds, ws, o = e.name(dy), e.name(w), e.alloc(out, fill=0.0)

@@ -251,9 +251,10 @@ def conv(e: CudaEmitter, eqn: Eqn) -> None:
         e.lines(f"{e.at(o, oi)} = {acc}")
 
 
-@RULES("conv_grad_input")
+@RULES("conv_grad_input", "conv_transpose")
 def conv_grad_input(e: CudaEmitter, eqn: Eqn) -> None:
-    """Zeros, then one thread per element of dy adding dy[b, o, p] * w[o, c, k] into dx atomically."""
+    """Zeros, then one thread per element of dy adding dy[b, o, p] * w[o, c, k] into dx atomically
+    (``conv_transpose(x, w)``: the same with x as dy)."""
     dy, w = eqn.inputs
     (out,) = eqn.outputs
     ds, ws, o = e.peek(dy), e.peek(w), e.alloc(out, fill=0.0)
