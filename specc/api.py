@@ -23,7 +23,7 @@ from .errors import InputError, ModelError, Source, Span, SpeccError, did_you_me
 from .training.initializers import initialize, param_rng
 from .backends import Backend, backend
 from .backends.interp import interpret
-from .bounds import check_memory, check_param_sizes, checked_values, initialise, too_deep
+from .limits import check_memory, check_param_sizes, checked_values, initialise, too_deep
 from .ir.core import NUMPY_DTYPES, Graph, Program, Value, prune
 from .ir.verify import verify_program
 

@@ -112,9 +112,9 @@ def test_parameter_that_no_machine_can_hold_is_a_spec_error(size):
 
 
 def test_parameter_larger_than_memory_is_refused_before_allocating(monkeypatch):
-    import specc.bounds
+    import specc.limits
 
-    monkeypatch.setattr(specc.bounds, "memory_bytes", lambda: 1 << 20)  # a machine of 1 MiB
+    monkeypatch.setattr(specc.limits, "memory_bytes", lambda: 1 << 20)  # a machine of 1 MiB
     model = specc.compile(model_with("dense(x, 2**20)"), target="interp")  # 16 MiB of float32
     with pytest.raises(SpeccError, match=r"'y.W' \[4, 1048576\] takes 16,777,216 bytes"):
         model.init_params()
