@@ -388,6 +388,10 @@ def cmd_gradcheck(args) -> int:
 
     checks = gradcheck(model.program, params, arrays, bound, eps=eps, seed=args.seed, wrt_inputs=args.inputs,
                        grad_fn=grad_fn)
+    if not checks:
+        raise SpeccError(f"model '{model.name}' has nothing to differentiate: no parameters"
+                         + ("" if args.inputs else " (and --inputs not given)"),
+                         hint="add a param, or pass --inputs to check the gradients of its float inputs")
     width = max(len(c.name) for c in checks)
     worst: dict[str, object] = {}
     for c in checks:

@@ -46,3 +46,12 @@ def test_gradcheck_goes_through_the_users_path(tmp_path, capsys, target):
     spec.write_text(SPEC)
     assert main(["gradcheck", str(spec), "--target", target]) == 0
     assert "2/2 gradients agree" in capsys.readouterr().out
+
+
+def test_gradcheck_of_a_model_without_parameters_is_a_clear_error(tmp_path, capsys):
+    spec = tmp_path / "noparams.nn"
+    spec.write_text("dim B\nmodel m(x: f32[B, 4]) {\n  loss = mean(x ** 2)\n}\n")
+    assert main(["gradcheck", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "has nothing to differentiate" in err and "internal error" not in err
+    assert main(["gradcheck", str(spec), "--inputs"]) == 0
