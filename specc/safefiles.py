@@ -21,7 +21,10 @@ import stat
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 _WARNED: set[str] = set()
 _LOCK = threading.Lock()
@@ -118,16 +121,16 @@ def read_private(path: Path) -> bytes | None:
         return f.read()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``: a fresh mkstemp file in the same directory, fsync, rename over.
-
-    Readers see the old file or the new one, never half of one; on any failure (a full disk, a
-    read-only directory) the temporary file is removed and the error raised.
-    """
+@contextmanager
+def atomic_open(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` when the block ends: a fresh mkstemp file in the same
+    directory, fsync, rename over.  Readers see the old file or the new one, never half of one; on
+    any failure (a full disk, a read-only directory, an error in the block) the temporary file is
+    removed and the error raised."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -137,6 +140,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def remove_stale_temps(directory: Path, max_age_s: float = 3600.0) -> int:

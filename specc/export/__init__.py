@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpeccError
+from ..safefiles import write_atomic
 
 
 def require_onnx() -> Any:
@@ -39,22 +40,10 @@ def to_onnx(model: Any, params: Mapping[str, np.ndarray], *, with_loss: bool = F
 def export_onnx(model: Any, params: Mapping[str, np.ndarray], path: str | Path, *, with_loss: bool = False,
                 random: str = "mean", cells: str = "onnx") -> Any:
     """Write the model to ``path`` as ONNX (atomically: a temporary file, then a rename); returns the ModelProto."""
-    import os
-    import tempfile
-
     proto = to_onnx(model, params, with_loss=with_loss, random=random, cells=cells)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # as checkpoints are
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, proto.SerializeToString())  # as checkpoints are
     return proto
 
 

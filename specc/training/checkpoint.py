@@ -27,9 +27,7 @@ import dataclasses
 import glob
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError, Span, did_you_mean, param_site
+from ..safefiles import atomic_open
 from . import safetensors_io
 from .config import TrainConfig
 from .npzfile import first_nonfinite, read_npz
@@ -96,16 +95,8 @@ def save(path: str | Path, ckpt: Checkpoint) -> Path:
         arrays.update({f"opt/{slot}/{k}": v for k, v in values.items()})
     meta = {"format": FORMAT, **ckpt.meta, "opt_step": ckpt.opt_state.step}
     arrays["meta"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
     return path
 
 
