@@ -1,7 +1,9 @@
 """Compile time of specs/lstm.nn's forward and backward: specc cold and cached, next to JAX's jit.
 
     python benchmarks/compile_time.py            # the three measurements, as a table
-    python benchmarks/compile_time.py probe specc|jax   # one fresh measurement (used by the above)
+    python benchmarks/compile_time.py --specs    # cold and cached, to a first gradient, of every spec in specs/
+    python benchmarks/compile_time.py --stacked 1,2,4   # the LSTM classifier with 1, 2, 4 stacked LSTM layers
+    python benchmarks/compile_time.py probe specc|jax|spec FILE   # one fresh measurement (used by the above)
 
 Each measurement is a fresh Python process (a *probe*) that reports, as one JSON
 line, the seconds from just before ``import specc`` (or ``import jax``) to the
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,8 +43,13 @@ def _data() -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(0, 1, (T, B, D)).astype(np.float32), rng.integers(0, CLASSES, B).astype(np.int32)
 
 
+def _numba_cache_files() -> set[str]:
+    root = os.environ.get("SPECC_CACHE_DIR")
+    return {str(p) for p in Path(root).rglob("*.nbc")} if root and os.path.isdir(root) else set()
+
+
 def probe_specc() -> dict[str, Any]:
-    start_wall = time.time() - 1  # file times have coarse resolution on some filesystems
+    before = _numba_cache_files()  # the files already there: the cache writes are the others
     t0 = time.perf_counter()
     import specc
 
@@ -57,13 +65,36 @@ def probe_specc() -> dict[str, Any]:
     t2 = time.perf_counter()
     model.value_and_grad(params, x=x, y=y)
     second = time.perf_counter() - t2
-    from specc.runtime import STATS, cache_dir
+    from specc.runtime import STATS
 
-    # what the cache did: kernel sources written, and Numba machine code files (*.nbc) written
-    written = [p for p in cache_dir().rglob("*.nbc") if p.stat().st_mtime >= start_wall]
+    # what the cache did: kernel sources written, and Numba machine code files (*.nbc) written (by this
+    # process or its compile workers)
+    written = _numba_cache_files() - before
     return {"import_s": t_import, "build_s": t_build, "first_call_s": first_call, "first_result_s": t_first,
             "second_call_s": second, "loss": float(loss), "sources_written": STATS.written,
             "numba_files_written": len(written)}
+
+
+def probe_spec(spec: str) -> dict[str, Any]:
+    """Cold or cached (as the cache directory is): ``import specc`` to the first ``value_and_grad`` result of
+    any spec (its free dims 8; random inputs as ``specc bench`` makes them; float32)."""
+    t0 = time.perf_counter()
+    import specc
+    from specc.cli import _free_dims, random_inputs
+
+    model = specc.compile(spec, target="cpu", dtype="float32")
+    dims = {s: 8 for s in _free_dims(model)}
+    arrays, _ = model.bind_inputs(random_inputs(model, dims, 0))
+    params = model.init_params(0)
+    model.value_and_grad(params, **arrays)
+    return {"first_result_s": time.perf_counter() - t0}
+
+
+def stacked_lstm(layers: int) -> str:
+    """specs/lstm.nn's classifier with ``layers`` LSTM layers (the standard library's), as spec text."""
+    body = "\n".join(f"  h{k} = lstm(h{k - 1}, hidden=64)" for k in range(1, layers + 1))
+    return (f"dim T, B\n\nmodel stacked(x: f32[T, B, 8], y: i32[B]) {{\n  h0 = x\n{body}\n"
+            f"  logits = dense(h{layers}[-1], 10)\n  loss = cross_entropy(logits, y)\n}}\n")
 
 
 def probe_jax() -> dict[str, Any]:
@@ -101,8 +132,8 @@ def probe_jax() -> dict[str, Any]:
             "second_call_s": time.perf_counter() - t2, "loss": float(value)}
 
 
-def _probe(kind: str, env: dict[str, str]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "probe", kind], env=env,
+def _probe(kind: str, env: dict[str, str], *extra: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "probe", kind, *extra], env=env,
                           capture_output=True, text=True, timeout=900)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -112,8 +143,9 @@ def _probe(kind: str, env: dict[str, str]) -> dict[str, Any]:
 
 
 def measure(has_jax: bool, log=print) -> list[dict[str, Any]]:
-    """specc cold, specc cached, then JAX: each a dict with name, import_s, first_result_s, target."""
-    from harness import COMPILE_TARGETS
+    """specc cold, specc cached, then JAX: each a dict with name, import_s, first_result_s, target.
+    The cold target is COLD_VS_JAX times JAX's first result when JAX ran, else COMPILE_TARGETS["cold"]."""
+    from harness import COLD_VS_JAX, COMPILE_TARGETS
 
     results = []
     with tempfile.TemporaryDirectory(prefix="specc_cold_cache_") as cache:
@@ -127,19 +159,55 @@ def measure(has_jax: bool, log=print) -> list[dict[str, Any]]:
         r = _probe("jax", dict(os.environ)) | {"name": "jax jit (first call)", "target": None}
         log(f"  compile jax: {r.get('first_result_s', r.get('error'))}")
         results.append(r)
+        if "first_result_s" in r:
+            results[0]["target"] = round(COLD_VS_JAX * r["first_result_s"], 2)
     else:
         results.append({"name": "jax jit (first call)", "error": "jax not installed"})
     return results
 
 
+def measure_files(kind: str, items: list[str], log=print) -> list[tuple[str, float | None, float | None]]:
+    """(name, cold s, cached s) per spec file (or per stacked-LSTM layer count): each a fresh process, the cold
+    one with an empty cache directory."""
+    rows = []
+    for item in items:
+        with tempfile.TemporaryDirectory(prefix="specc_cold_cache_") as cache:
+            env = dict(os.environ, SPECC_CACHE_DIR=cache, TMPDIR=cache)
+            spec = item
+            if kind == "stacked":
+                spec = os.path.join(cache, f"stacked{item}.nn")
+                with open(spec, "w") as f:
+                    f.write(stacked_lstm(int(item)))
+            cold, cached = (_probe("spec", env, spec) for _ in range(2))
+            name = f"{item} LSTM layers" if kind == "stacked" else os.path.basename(item)
+            rows.append((name, cold.get("first_result_s"), cached.get("first_result_s")))
+            log(f"  {name}: cold {cold.get('first_result_s', cold.get('error'))}, "
+                f"cached {cached.get('first_result_s', cached.get('error'))}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["probe"]:
-        print(json.dumps(probe_specc() if argv[1] == "specc" else probe_jax()))
+        probes = {"specc": probe_specc, "jax": probe_jax, "spec": lambda: probe_spec(argv[2])}
+        print(json.dumps(probes[argv[1]]()))
         return
     sys.path.insert(0, HERE)
-    from harness import format_compile_table, have
+    from harness import COMPILE_TARGETS, format_compile_table, have
 
+    if argv[:1] in (["--specs"], ["--stacked"]):
+        if argv[0] == "--specs":
+            kind, items = "specs", sorted(str(p) for p in Path(LSTM_SPEC).parent.glob("*.nn"))
+        else:
+            kind, items = "stacked", (argv[1] if len(argv) > 1 else "1,2,4").split(",")
+        rows = measure_files(kind, items)
+        target = COMPILE_TARGETS["cold"]
+        print(f"\n{'spec':<24} {'cold s':>7} {'cached s':>9}  target (cold)")
+        for name, cold, cached in rows:
+            verdict = "-" if cold is None else ("PASS" if cold <= target else "MISS")
+            print(f"{name:<24} {cold if cold is not None else float('nan'):7.2f} "
+                  f"{cached if cached is not None else float('nan'):9.2f}  <= {target:g} s {verdict}")
+        return
     print(format_compile_table(measure(have("jax"))))
 
 

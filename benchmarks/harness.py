@@ -176,19 +176,22 @@ def _block(step: Callable[[], Any], repeats: int, timing: Timing) -> list[float]
 
 
 # ---- targets and the table -----------------------------------------------------------------
-# (family, mode, peer) -> the largest ratio specc / peer that passes (issue 5)
+# (family, mode, peer) -> the largest ratio specc / peer that passes: issue 16's where it names one
+# (LSTM vs oneDNN 1.1, GRU 0.9, custom cell 0.8 of the better of the torch cell and JAX, MLP 1.1), else issue 5's
 TARGETS: dict[tuple[str, str, str], float] = {
-    ("LSTM", "train", "torch.nn.LSTM"): 1.0,
+    ("LSTM", "train", "torch.nn.LSTM"): 1.1,
     ("LSTM", "train", "torch cell"): 0.5,
     ("LSTM", "train", "jax scan"): 0.5,
-    ("GRU", "train", "torch.nn.GRU"): 0.7,
-    ("peephole LSTM", "train", "torch cell"): 0.5,
-    ("peephole LSTM", "train", "jax scan"): 0.5,
-    ("MLP", "train", "torch"): 1.0,
+    ("GRU", "train", "torch.nn.GRU"): 0.9,
+    ("peephole LSTM", "train", "torch cell"): 0.8,
+    ("peephole LSTM", "train", "jax scan"): 0.8,
+    ("MLP", "train", "torch"): 1.1,
     ("LeNet-5", "train", "torch"): 1.5,
 }
-# compile-time targets in seconds, from `import specc` to the first value_and_grad result
+# compile-time targets in seconds, from `import specc` to the first value_and_grad result (issue 16): cold at
+# most 1.5x JAX's first jit of the same model when JAX is installed (COLD_VS_JAX), else 3 s; cached 0.3 s
 COMPILE_TARGETS = {"cold": 3.0, "cached": 0.3}
+COLD_VS_JAX = 1.5
 
 
 @dataclass

@@ -19,6 +19,14 @@ PROBE = textwrap.dedent("""
     import specc
     from specc.backends.cpu import runtime
 
+    # the kernel's arrays come from NumPy, which asks Linux for huge pages for large blocks (a fault per
+    # 2 MB): off, so that a fresh block shows as one fault per 4 KB page
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        from numpy.core.multiarray import _set_madvise_hugepage
+    _set_madvise_hugepage(False)
+
     # a 34 MB result every call: above glibc's largest dynamic mmap threshold (32 MB)
     model = specc.compile("dim N\\nmodel big(x: f32[N, 2048]) {\\n  output y = tanh(x) * 2.0\\n  loss = mean(y)\\n}\\n", target="cpu")
     x = np.ones((4200, 2048), np.float32)
@@ -62,6 +70,14 @@ STATE = textwrap.dedent("""
     import numpy as np
     import specc
     from specc.backends.cpu import runtime
+
+    # the kernel's arrays come from NumPy, which asks Linux for huge pages for large blocks (a fault per
+    # 2 MB): off, so that a fresh block shows as one fault per 4 KB page
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        from numpy.core.multiarray import _set_madvise_hugepage
+    _set_madvise_hugepage(False)
     if sys.argv[1] == "cli":
         from specc.cli import main
         main(["run", "specs/mlp.nn", "--dim", "B=2"])

@@ -25,5 +25,5 @@ def test_gemm_step_prints_both_and_the_ratio() -> None:
 def test_parts_times_each_part_of_a_split_kernel() -> None:
     out = run("benchmarks/parts.py", "--cell", "lstm", "--shape", "3,8,4,5", "--threads", "2", "--repeats", "2")
     names = [line.split()[0] for line in out.splitlines()[1:]]
-    assert names[0] == "run_part0" and any(n.startswith("scan_") for n in names), out
-    assert "sum of parts" in out and "whole step" in out
+    assert any(n.startswith("run_part") for n in names) and any(n.startswith("scan_") for n in names), out
+    assert "sum of parts" in out and "the rest" in out and "whole step" in out

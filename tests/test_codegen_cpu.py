@@ -174,6 +174,9 @@ CASES += [("lstm", "f32", "plain")]  # float32, one loop nest per op
 CASES += [("nn_ops", "f64", "plain"), ("layout", "f64", "plain"), ("recurrent", "f64", "plain")]  # every op
 CASES += [("formulas", "f64", "optimised"), ("formulas", "f32", "optimised")]  # every scalar formula, fused
 CASES += [("grads", "f64", "backward"), ("mlp", "f32", "backward")]  # gradient ops, float32 backward
+# the adjoints of negative, symbolic and strided indexing and of transposes, at the top level: NumPy statements
+# of the Python entry (specc/backends/cpu/host.py)
+CASES += [("layout", "f64", "backward"), ("recurrent", "f64", "backward")]
 
 
 # ---- fixtures ------------------------------------------------------------------------------
@@ -330,8 +333,13 @@ def test_inputs_are_checked(compiled) -> None:
 
 
 # ---- the generated source -------------------------------------------------------------------------
-def test_generated_source_reads_like_the_spec() -> None:
-    model = specc.compile(str(ROOT / "specs" / "lstm.nn"))
+def test_generated_source_reads_like_the_spec(tmp_path) -> None:
+    # hidden 256: a step's product large enough for matmul_nt (below its thresholds the step calls np.dot)
+    text = tmp_path / "lstm.nn"
+    text.write_text((ROOT / "specs" / "lstm.nn").read_text().replace("hidden=64", "hidden=256"))
+    small = generator("cpu").generate(specc.compile(str(ROOT / "specs" / "lstm.nn")).program.graph, "classify")
+    assert "matmul_nt" not in small.source and "np.dot(h_z, h_W_f, " in small.source
+    model = specc.compile(text)
     mod = generator("cpu").generate(model.program.graph, model.name)
     src = mod.source
     assert mod.inputs[:3] == ("x", "y", "h_W_f") and mod.dims == ("T", "B")
@@ -346,22 +354,26 @@ def test_generated_source_reads_like_the_spec() -> None:
     entry = src[src.index("\ndef run("):]
     assert entry.index("run_row_blocks(scan_c, (") < entry.index("return")
     made_in = src[:src.index("h_W_f_t = np.ascontiguousarray")].rsplit("\ndef ", 1)[1]
-    assert made_in.startswith("run_part")  # the function holding the transpose
+    assert made_in.startswith("run(")  # the Python entry transposes an input (NumPy), before the row blocks
     # the recurrence's rows are independent: it runs on a block of rows lo:hi (nb rows) per thread
-    assert "h_z = np.empty((nb, 72), np.float32)" in src
+    assert "h_z = np.empty((nb, 264), np.float32)" in src
     assert "def scan_c(" in src and "run_row_blocks(scan_c, (" in src
     assert "for n in range(T):" in src and "c_t_1 = h_c[t - 1, lo:hi] if n >= 1 else " in src
     assert_no_slice_assignment(src)
     compile(src, "<generated>", "exec")
-    again = generator("cpu").generate(specc.compile(str(ROOT / "specs" / "lstm.nn")).program.graph, model.name)
+    again = generator("cpu").generate(specc.compile(text).program.graph, model.name)
     assert again.source == src, "generation must be deterministic (the cache is keyed by the source)"
 
 
 def assert_no_slice_assignment(src: str) -> None:
-    """No ``a[i:j] = ...`` (Numba compiles each such site slowly); reading a slice is fine."""
+    """No ``a[i:j] = ...`` in ``@njit`` code (Numba compiles each such site slowly); reading a slice is fine,
+    and so is NumPy's slice assignment in the Python entry."""
     import ast
 
-    for node in ast.walk(ast.parse(src)):
+    jitted = [f for f in ast.parse(src).body if isinstance(f, ast.FunctionDef)
+              and any("njit" in ast.unparse(d) for d in f.decorator_list)]
+    assert jitted
+    for node in (n for f in jitted for n in ast.walk(f)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
             node, (ast.AugAssign, ast.AnnAssign)) else []
         for t in targets:
@@ -418,8 +430,10 @@ FRESH_PROCESS = textwrap.dedent("""\
     from specc import runtime
     t0 = time.perf_counter()
     kernel = runtime.compile_graph(specc.compile(sys.argv[1]).program.graph, name="small")
-    hits = sum(kernel.entry.stats.cache_hits.values())
+    hits = sum(sum(d.stats.cache_hits.values()) for d in kernel.dispatchers)
+    misses = sum(sum(d.stats.cache_misses.values()) for d in kernel.dispatchers)
     print(json.dumps({"written": runtime.STATS.written, "loaded": runtime.STATS.loaded, "numba_hits": hits,
+                      "numba_misses": misses, "kernels": len(kernel.dispatchers),
                       "path": str(kernel.path), "seconds": time.perf_counter() - t0}))
 """)
 
@@ -435,8 +449,10 @@ def test_a_fresh_process_loads_from_the_cache(tmp_path) -> None:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     cold, warm = run(), run()
-    assert cold["written"] == 1 and cold["numba_hits"] == 0
-    assert warm["written"] == 0 and warm["loaded"] == 1 and warm["numba_hits"] == 1
+    # compiled before the first call (the kernels' argument types are known from the IR)
+    assert cold["written"] == 1 and cold["numba_misses"] == cold["kernels"] >= 1
+    assert warm["written"] == 0 and warm["loaded"] == 1 and warm["numba_hits"] == warm["kernels"]
+    assert warm["numba_misses"] == 0
     assert warm["path"] == cold["path"]
     assert list((tmp_path / "cache" / "cpu" / "__pycache__").glob("*.nbi")), "Numba wrote no cache index"
     from specc import runtime

@@ -9,7 +9,6 @@ compiling with exactly the syntax tree of the same graph under harmless names: n
 from __future__ import annotations
 
 import ast
-import dataclasses
 import itertools
 
 import pytest

@@ -185,7 +185,8 @@ def test_damaged_numba_cache_is_discarded_and_rebuilt(fresh, capsys, which, how)
     cache._LOADED.clear()
     again = runtime.compile_graph(_graph(), name="small")  # rebuilt: loads from Numba's cache again
     _works(again)
-    assert sum(again.entry.stats.cache_hits.values()) == 1
+    hits = sum(sum(d.stats.cache_hits.values()) for d in again.dispatchers)
+    assert hits == len(again.dispatchers) >= 1
 
 
 def test_planted_numba_pickle_in_a_shared_pycache_never_loads(fresh, tmp_path, capsys) -> None:

@@ -39,6 +39,9 @@ class GeneratedModule:
     outputs: tuple[str, ...]  # the names of the returned values (for reading the source)
     threads: bool = False  # the entry takes a last argument: how many threads it may use
     kernels: tuple[str, ...] = ()  # the compiled functions doing the work (the entry, or what it calls)
+    # the argument types each kernel will be called with, where the generator knows them all: (kernel,
+    # ((dtype, rank, layout) of an array | ("int",), ...), estimated cost); compiled before the first call
+    signatures: tuple[tuple[str, tuple[tuple, ...], int], ...] = ()
 
 
 class CodeGen(Protocol):

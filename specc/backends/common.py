@@ -227,8 +227,7 @@ def index_map(e: Emitter, x: Value, index, part: Value) -> IndexMap:
             if k.is_const and n.is_const and -n.value <= k.value < n.value:
                 where.append(str(k.value % n.value))
             else:
-                name = e.temp("k")
-                e.lines(f"{e.bind(name)} = {e.helper('wrap_index')}({e.dim(k)}, {e.dim(n)})")
+                name = e.index_value("k", "wrap_index", [e.dim(k), e.dim(n)])
                 where.append(name)
                 names.append(name)
         else:
@@ -238,9 +237,8 @@ def index_map(e: Emitter, x: Value, index, part: Value) -> IndexMap:
             elif lo.is_const and n.is_const:
                 start = str(slice(lo.value, None, step).indices(n.value)[0])
             else:
-                start = e.temp("start")
                 count = e.dim(part.shape[axis])
-                e.lines(f"{e.bind(start)} = {e.helper('slice_start')}({e.dim(lo)}, {e.dim(n)}, {count}, {step})")
+                start = e.index_value("start", "slice_start", [e.dim(lo), e.dim(n), count, str(step)])
                 names.append(start)
             i = f"{{{axis}}}" if step == 1 else f"{{{axis}}} * {step}"
             where.append(i if start == "0" else f"{start} + {i}")

@@ -278,6 +278,13 @@ class Emitter:
         """Bind a transpose's result without code of its own when the target can (the CPU: ``x.T`` for BLAS)."""
         return False
 
+    def index_value(self, base: str, kind: str, args: Sequence[str]) -> str:
+        """A checked run-time index (helper ``kind``: ``wrap_index`` or ``slice_start`` of ``args``) bound to a
+        new variable that the code here reads."""
+        name = self.temp(base)
+        self.lines(f"{self.bind(name)} = {self.helper(kind)}({', '.join(args)})")
+        return name
+
     # -- arrays and loops -------------------------------------------------------------------
     @staticmethod
     def index_names(rank: int, prefix: str = "i") -> list[str]:

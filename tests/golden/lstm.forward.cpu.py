@@ -22,8 +22,7 @@ Entry: run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_
 import numpy as np
 from numba import njit
 
-from specc.backends.cpu.shared import matmul_nt
-from specc.backends.cpu.runtime import matmul_rows, run_row_blocks
+from specc.backends.cpu.runtime import host_index, matmul_rows, run_row_blocks
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
@@ -63,18 +62,8 @@ def tanh_f32(x):
     return t
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def wrap_index(i, n):
-    """NumPy's rule for an integer index: a negative one counts from the end."""
-    if i < 0:
-        i += n
-    if i < 0 or i >= n:
-        raise IndexError("index out of range")
-    return i
-
-
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def scan_c(T, h_c, v0, h_h, v7, v7_t, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
+def scan_c(T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
     """The recurrence of lines 39-44 on rows lo:hi of the batch."""
     nb = hi - lo
     for n in range(T):
@@ -88,7 +77,7 @@ def scan_c(T, h_c, v0, h_h, v7, v7_t, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
 
         # lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)
         v12 = np.empty((nb, 256), np.float32)
-        matmul_nt(h_t_1, v7, v7_t, v12)
+        np.dot(h_t_1, v7, v12)
         # lstm.nn:39 getitem
         # v13[i0, i1] is v12[i0, i1], read in place (no copy)
 
@@ -150,112 +139,13 @@ def scan_c(T, h_c, v0, h_h, v7, v7_t, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B):
-    # lstm.nn:36 full: init h = zeros([B, H])
-    v0 = np.full((B, 64), np.float32(0.0), np.float32)
-
-    # lstm.nn:39 getitem: f = sigmoid(z @ W_f + b_f)
-    # h_W_f_1[i0, i1] is h_W_f[i0, i1], read in place (no copy)
-    # lstm.nn:39 getitem
-    # h_W_f_2[i0, i1] is h_W_f[64 + i0, i1], read in place (no copy)
-
-    # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
-    # h_W_i_1[i0, i1] is h_W_i[i0, i1], read in place (no copy)
-    # lstm.nn:40 getitem
-    # h_W_i_2[i0, i1] is h_W_i[64 + i0, i1], read in place (no copy)
-
-    # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
-    # h_W_o_1[i0, i1] is h_W_o[i0, i1], read in place (no copy)
-    # lstm.nn:41 getitem
-    # h_W_o_2[i0, i1] is h_W_o[64 + i0, i1], read in place (no copy)
-
-    # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
-    # h_W_c_1[i0, i1] is h_W_c[i0, i1], read in place (no copy)
-    # lstm.nn:42 getitem
-    # h_W_c_2[i0, i1] is h_W_c[64 + i0, i1], read in place (no copy)
-
-    # lstm.nn:39 concat: f = sigmoid(z @ W_f + b_f)
-    v1 = np.empty((8, 256), np.float32)
-    for i0 in range(8):
-        for i1 in range(64):
-            v1[i0, i1] = h_W_f[64 + i0, i1]
-    for i0 in range(8):
-        for i1 in range(64):
-            v1[i0, 64 + i1] = h_W_i[64 + i0, i1]
-    for i0 in range(8):
-        for i1 in range(64):
-            v1[i0, 128 + i1] = h_W_o[64 + i0, i1]
-    for i0 in range(8):
-        for i1 in range(64):
-            v1[i0, 192 + i1] = h_W_c[64 + i0, i1]
-    # lstm.nn:39 matmul
-    v2 = np.empty((T, B, 256), np.float32)
-    x_2d = x.reshape((B * T, 8))
-    v2_2d = v2.reshape((B * T, 256))
-    return (v0, v1, v2, x_2d, v2_2d)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B):
-    # lstm.nn:39 getitem
-    # v3[i0, i1, i2] is v2[i0, i1, i2], read in place (no copy)
-
-    # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
-    # v4[i0, i1, i2] is v2[i0, i1, 64 + i2], read in place (no copy)
-
-    # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
-    # v5[i0, i1, i2] is v2[i0, i1, 128 + i2], read in place (no copy)
-
-    # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
-    # v6[i0, i1, i2] is v2[i0, i1, 192 + i2], read in place (no copy)
-
-    # lstm.nn:39 concat: f = sigmoid(z @ W_f + b_f)
-    v7 = np.empty((64, 256), np.float32)
-    for i0 in range(64):
-        for i1 in range(64):
-            v7[i0, i1] = h_W_f[i0, i1]
-    for i0 in range(64):
-        for i1 in range(64):
-            v7[i0, 64 + i1] = h_W_i[i0, i1]
-    for i0 in range(64):
-        for i1 in range(64):
-            v7[i0, 128 + i1] = h_W_o[i0, i1]
-    for i0 in range(64):
-        for i1 in range(64):
-            v7[i0, 192 + i1] = h_W_c[i0, i1]
-
-    # lstm.nn:35 scan: recur t over x {
-    h_c = np.empty((T, B, 64), np.float32)
-    h_h = np.empty((T, B, 64), np.float32)
-    v7_t = np.ascontiguousarray(v7.T)  # for matmul_nt: rows of v7.T
-    return (v7, h_c, h_h, v7_t)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part2(T, B, h_h):
-
-    # lstm.nn:51 getitem: logits = dense(h[-1], 10)
-    k = wrap_index(-1, T)
-    v32 = np.empty((B, 64), np.float32)
-    for i0 in range(B):
-        for i1 in range(64):
-            v32[i0, i1] = h_h[k, i0, i1]
-
-    # std.nn:11 matmul: return x @ W + b
-    v33 = np.empty((B, 10), np.float32)
-    return (v32, v33)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part3(y, logits_b, B, v33):
+def run_part6(y, logits_b, B, logits, v33, loss, probs):
     # std.nn:11 add
-    logits = np.empty((B, 10), np.float32)
     for i0 in range(B):
         for i1 in range(10):
             logits[i0, i1] = v33[i0, i1] + logits_b[i1]
 
     # lstm.nn:52 cross_entropy: loss = cross_entropy(logits, y)
-    loss = np.empty((), np.float32)
     total = 0.0
     for i0 in range(B):
         m = -np.inf
@@ -275,7 +165,6 @@ def run_part3(y, logits_b, B, v33):
     loss[()] = total / B
 
     # lstm.nn:53 softmax: output probs = softmax(logits)
-    probs = np.empty((B, 10), np.float32)
     for i0 in range(B):
         m_1 = -np.inf
         for j0 in range(10):
@@ -289,18 +178,30 @@ def run_part3(y, logits_b, B, v33):
         for j0 in range(10):
             probs[i0, j0] = probs[i0, j0] / s_1
 
-    return (loss, probs)
-
 
 def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, logits_b, T, B, threads):
-    """The kernel's parts in turn; between them, recurrences and large products run on threads (plain Python)."""
-    v0, v1, v2, x_2d, v2_2d = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B)
+    """The kernel's parts in turn; between them, NumPy copies, and recurrences and large products on threads (plain Python)."""
+    v0 = np.zeros((B, 64), np.float32)
+    # concat: one NumPy copy per part
+    v1 = np.concatenate((h_W_f[64:72], h_W_i[64:72], h_W_o[64:72], h_W_c[64:72]), axis=1)
+    v2 = np.empty((T, B, 256), np.float32)
+    x_2d = x.reshape((B * T, 8))
+    v2_2d = v2.reshape((B * T, 256))
     # a product: blocks of rows on threads
     matmul_rows(x_2d, v1, v2_2d, threads)
-    v7, h_c, h_h, v7_t = run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B)
+    # concat: one NumPy copy per part
+    v7 = np.concatenate((h_W_f[0:64], h_W_i[0:64], h_W_o[0:64], h_W_c[0:64]), axis=1)
+    h_c = np.empty((T, B, 64), np.float32)
+    h_h = np.empty((T, B, 64), np.float32)
     # rows are independent: scan_c runs on one block of rows per thread
-    run_row_blocks(scan_c, (T, h_c, v0, h_h, v7, v7_t, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
-    v32, v33 = run_part2(T, B, h_h)
+    run_row_blocks(scan_c, (T, h_c, v0, h_h, v7, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
+    # getitem: a NumPy copy of the selected elements
+    v32 = h_h[host_index(-1, T)].copy()
+    v33 = np.empty((B, 10), np.float32)
     # a product: blocks of rows on threads
     matmul_rows(v32, logits_W, v33, threads)
-    return run_part3(y, logits_b, B, v33)
+    logits = np.empty((B, 10), np.float32)
+    loss = np.empty((), np.float32)
+    probs = np.empty((B, 10), np.float32)
+    run_part6(y, logits_b, B, logits, v33, loss, probs)
+    return (loss, probs)

@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from specc.backends.cpu.shared import matmul_nt
-from specc.backends.cpu.runtime import matmul_rows, matmul_t_rows, run_row_blocks
+from specc.backends.cpu.runtime import host_index, host_slice_start, matmul_rows, matmul_t_rows, run_row_blocks
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
@@ -63,29 +63,8 @@ def tanh_f32(x):
     return t
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def wrap_index(i, n):
-    """NumPy's rule for an integer index: a negative one counts from the end."""
-    if i < 0:
-        i += n
-    if i < 0 or i >= n:
-        raise IndexError("index out of range")
-    return i
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def slice_start(start, n, count, step):
-    """NumPy's rule for a slice start (step > 0), checked against the length the shape rule gave."""
-    if start < 0:
-        start += n
-    start = min(max(start, 0), n)
-    if count > 0 and start + (count - 1) * step >= n:
-        raise IndexError("slice out of range")
-    return start
-
-
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def scan_c(T, v8, v0, v9, v7, v7_t, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
+def scan_c(T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c, lo, hi):
     """The recurrence of lines 39-44 on rows lo:hi of the batch."""
     nb = hi - lo
     for n in range(T):
@@ -99,7 +78,7 @@ def scan_c(T, v8, v0, v9, v7, v7_t, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h
 
         # lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)
         v19 = np.empty((nb, 256), np.float32)
-        matmul_nt(h_t_1, v7, v7_t, v19)
+        np.dot(h_t_1, v7, v19)
         # lstm.nn:39 getitem
         # v20[i0, i1] is v19[i0, i1], read in place (no copy)
 
@@ -270,117 +249,13 @@ def scan_d_c_carry1(T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, start,
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B):
-    # lstm.nn:36 full: init h = zeros([B, H])
-    v0 = np.full((B, 64), np.float32(0.0), np.float32)
-
-    # lstm.nn:39 getitem: f = sigmoid(z @ W_f + b_f)
-    # h_W_f_1[i0, i1] is h_W_f[i0, i1], read in place (no copy)
-    # lstm.nn:39 getitem
-    # h_W_f_2[i0, i1] is h_W_f[64 + i0, i1], read in place (no copy)
-
-    # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
-    # h_W_i_1[i0, i1] is h_W_i[i0, i1], read in place (no copy)
-    # lstm.nn:40 getitem
-    # h_W_i_2[i0, i1] is h_W_i[64 + i0, i1], read in place (no copy)
-
-    # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
-    # h_W_o_1[i0, i1] is h_W_o[i0, i1], read in place (no copy)
-    # lstm.nn:41 getitem
-    # h_W_o_2[i0, i1] is h_W_o[64 + i0, i1], read in place (no copy)
-
-    # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
-    # h_W_c_1[i0, i1] is h_W_c[i0, i1], read in place (no copy)
-    # lstm.nn:42 getitem
-    # h_W_c_2[i0, i1] is h_W_c[64 + i0, i1], read in place (no copy)
-
-    # lstm.nn:39 concat: f = sigmoid(z @ W_f + b_f)
-    v1 = np.empty((8, 256), np.float32)
-    for i0 in range(8):
-        for i1 in range(64):
-            v1[i0, i1] = h_W_f[64 + i0, i1]
-    for i0 in range(8):
-        for i1 in range(64):
-            v1[i0, 64 + i1] = h_W_i[64 + i0, i1]
-    for i0 in range(8):
-        for i1 in range(64):
-            v1[i0, 128 + i1] = h_W_o[64 + i0, i1]
-    for i0 in range(8):
-        for i1 in range(64):
-            v1[i0, 192 + i1] = h_W_c[64 + i0, i1]
-    # lstm.nn:39 matmul
-    v2 = np.empty((T, B, 256), np.float32)
-    x_2d = x.reshape((B * T, 8))
-    v2_2d = v2.reshape((B * T, 256))
-    return (v0, v1, v2, x_2d, v2_2d)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B):
-    # lstm.nn:39 getitem
-    # v3[i0, i1, i2] is v2[i0, i1, i2], read in place (no copy)
-
-    # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
-    # v4[i0, i1, i2] is v2[i0, i1, 64 + i2], read in place (no copy)
-
-    # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
-    # v5[i0, i1, i2] is v2[i0, i1, 128 + i2], read in place (no copy)
-
-    # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
-    # v6[i0, i1, i2] is v2[i0, i1, 192 + i2], read in place (no copy)
-
-    # lstm.nn:39 concat: f = sigmoid(z @ W_f + b_f)
-    v7 = np.empty((64, 256), np.float32)
-    for i0 in range(64):
-        for i1 in range(64):
-            v7[i0, i1] = h_W_f[i0, i1]
-    for i0 in range(64):
-        for i1 in range(64):
-            v7[i0, 64 + i1] = h_W_i[i0, i1]
-    for i0 in range(64):
-        for i1 in range(64):
-            v7[i0, 128 + i1] = h_W_o[i0, i1]
-    for i0 in range(64):
-        for i1 in range(64):
-            v7[i0, 192 + i1] = h_W_c[i0, i1]
-
-    # lstm.nn:35 scan: recur t over x {
-    v8 = np.empty((T, B, 64), np.float32)
-    v9 = np.empty((T, B, 64), np.float32)
-    v10 = np.empty((T, B, 64), np.float32)
-    v11 = np.empty((T, B, 64), np.float32)
-    v12 = np.empty((T, B, 64), np.float32)
-    v13 = np.empty((T, B, 64), np.float32)
-    v14 = np.empty((T, B, 64), np.float32)
-    v7_t = np.ascontiguousarray(v7.T)  # for matmul_nt: rows of v7.T
-    return (v7, v8, v9, v10, v11, v12, v13, v14, v7_t)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part2(T, B, v9):
-
-    # lstm.nn:51 getitem: logits = dense(h[-1], 10)
-    k = wrap_index(-1, T)
-    v40 = np.empty((B, 64), np.float32)
-    for i0 in range(B):
-        for i1 in range(64):
-            v40[i0, i1] = v9[k, i0, i1]
-
-    # std.nn:11 matmul: return x @ W + b
-    v41 = np.empty((B, 10), np.float32)
-    return (v40, v41)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part3(y, logits_W, logits_b, B, v41):
+def run_part6(y, logits_b, B, logits, v41, loss, probs, v42, v46, d_logits, v48, v50):
     # std.nn:11 add
-    logits = np.empty((B, 10), np.float32)
     for i0 in range(B):
         for i1 in range(10):
             logits[i0, i1] = v41[i0, i1] + logits_b[i1]
 
     # lstm.nn:52 cross_entropy: loss = cross_entropy(logits, y)
-    loss = np.empty((), np.float32)
     total = 0.0
     for i0 in range(B):
         m = -np.inf
@@ -400,7 +275,6 @@ def run_part3(y, logits_W, logits_b, B, v41):
     loss[()] = total / B
 
     # lstm.nn:53 softmax: output probs = softmax(logits)
-    probs = np.empty((B, 10), np.float32)
     for i0 in range(B):
         m_1 = -np.inf
         for j0 in range(10):
@@ -415,17 +289,14 @@ def run_part3(y, logits_W, logits_b, B, v41):
             probs[i0, j0] = probs[i0, j0] / s_1
 
     # lstm.nn:52 fused: loss = cross_entropy(logits, y)
-    v42 = np.empty((), np.float32)
     # lstm.nn:52 div
     v45 = np.float32(1.0) / np.float32(B)
     v42[()] = v45
     # lstm.nn:52 one_hot
-    v46 = np.empty((B, 10), np.float32)
     for i0 in range(B):
         for i1 in range(10):
             v46[i0, i1] = np.float32(1.0) if y[i0] == i1 else np.float32(0.0)
     # lstm.nn:52 fused
-    d_logits = np.empty((B, 10), np.float32)
     for i0 in range(B):
         for i1 in range(10):
             # lstm.nn:52 sub
@@ -435,7 +306,6 @@ def run_part3(y, logits_W, logits_b, B, v41):
             d_logits[i0, i1] = d_logits_1
 
     # std.nn:11 sum: return x @ W + b
-    v48 = np.empty((1, 10), np.float32)
     acc = np.full((10,), 0.0, np.float64)
     for j0 in range(B):
         for j1 in range(10):
@@ -443,121 +313,15 @@ def run_part3(y, logits_W, logits_b, B, v41):
     for i0 in range(10):
         v48[0, i0] = acc[i0]
     # std.nn:11 reshape
-    d_logits_b = v48.reshape((10,))
     # std.nn:11 transpose
-    v49 = logits_W.T  # a view: BLAS reads it transposed in place
     # std.nn:11 matmul
-    v50 = np.empty((B, 64), np.float32)
-    return (loss, probs, d_logits, d_logits_b, v49, v50)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part4(v40):
-    # std.nn:11 transpose
-    v51 = v40.T  # a view: BLAS reads it transposed in place
-    # std.nn:11 matmul
-    d_logits_W = np.empty((64, 10), np.float32)
-    return (d_logits_W,)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part5(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, v50, v0, v8, v9):
-
-    # lstm.nn:51 getitem_grad: logits = dense(h[-1], 10)
-    d_h_h = np.full((T, B, 64), np.float32(0.0), np.float32)
-    k_1 = wrap_index(-1, T)
-    for i0 in range(B):
-        for i1 in range(64):
-            d_h_h[k_1, i0, i1] = v50[i0, i1]
-
-    # lstm.nn:35 reshape: recur t over x {
-    v52 = v0.reshape((1, B, 64))
-    # lstm.nn:35 concat
-    v53 = np.empty((T + 1, B, 64), np.float32)
-    for i0 in range(1):
-        for i1 in range(B):
-            for i2 in range(64):
-                v53[i0, i1, i2] = v52[i0, i1, i2]
-    for i0 in range(T):
-        for i1 in range(B):
-            for i2 in range(64):
-                v53[1 + i0, i1, i2] = v8[i0, i1, i2]
-    # lstm.nn:35 getitem
-    start = slice_start(0, T + 1, T, 1)
-    # c_prev1[i0, i1, i2] is v53[start + i0, i1, i2], read in place (no copy)
-    # lstm.nn:35 concat
-    v54 = np.empty((T + 1, B, 64), np.float32)
-    for i0 in range(1):
-        for i1 in range(B):
-            for i2 in range(64):
-                v54[i0, i1, i2] = v52[i0, i1, i2]
-    for i0 in range(T):
-        for i1 in range(B):
-            for i2 in range(64):
-                v54[1 + i0, i1, i2] = v9[i0, i1, i2]
-    # lstm.nn:35 getitem
-    start_1 = slice_start(0, T + 1, T, 1)
-    # h_prev1[i0, i1, i2] is v54[start_1 + i0, i1, i2], read in place (no copy)
-
-    # lstm.nn:38 concat: z = concat(h[t-1], x[t])
-    h_z = np.empty((T, B, 72), np.float32)
-    for i0 in range(T):
-        for i1 in range(B):
-            for i2 in range(64):
-                h_z[i0, i1, i2] = v54[start_1 + i0, i1, i2]
-    for i0 in range(T):
-        for i1 in range(B):
-            for i2 in range(8):
-                h_z[i0, i1, 64 + i2] = x[i0, i1, i2]
-
-    # lstm.nn:42 transpose: g = tanh(z @ W_c + b_c)
-    # v55[i0, i1] is h_W_c[i1, i0], read in place (no copy)
-
-    # lstm.nn:41 transpose: o = sigmoid(z @ W_o + b_o)
-    # v56[i0, i1] is h_W_o[i1, i0], read in place (no copy)
-
-    # lstm.nn:40 transpose: i = sigmoid(z @ W_i + b_i)
-    # v57[i0, i1] is h_W_i[i1, i0], read in place (no copy)
-
-    # lstm.nn:39 transpose: f = sigmoid(z @ W_f + b_f)
-    # v58[i0, i1] is h_W_f[i1, i0], read in place (no copy)
-    # lstm.nn:39 concat
-    v59 = np.empty((256, 72), np.float32)
-    for i0 in range(64):
-        for i1 in range(72):
-            v59[i0, i1] = h_W_f[i1, i0]
-    for i0 in range(64):
-        for i1 in range(72):
-            v59[64 + i0, i1] = h_W_i[i1, i0]
-    for i0 in range(64):
-        for i1 in range(72):
-            v59[128 + i0, i1] = h_W_o[i1, i0]
-    for i0 in range(64):
-        for i1 in range(72):
-            v59[192 + i0, i1] = h_W_c[i1, i0]
-
-    # lstm.nn:38 getitem: z = concat(h[t-1], x[t])
-    v60 = np.empty((256, 64), np.float32)
-    for i0 in range(256):
-        for i1 in range(64):
-            v60[i0, i1] = v59[i0, i1]
-
-    # lstm.nn:35 scan: recur t over x {
-    v61 = np.empty((T, B, 64), np.float32)
-    v62 = np.empty((T, B, 64), np.float32)
-    d_h_W_f_g_d_h_W_c_g = np.empty((T, B, 256), np.float32)
-    v60_t = np.ascontiguousarray(v60.T)  # for matmul_nt: rows of v60.T
-    return (d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g, v60_t)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part6(T, B, h_z, d_h_W_f_g_d_h_W_c_g):
+def run_part15(T, B, d_h_W_f_g_d_h_W_c_g, v90):
     # lstm.nn:39 reshape
-    v88 = h_z.reshape((B * T, 72))
     # lstm.nn:39 transpose
-    v89 = v88.T  # a view: BLAS reads it transposed in place
     # lstm.nn:39 sum
-    v90 = np.empty((256,), np.float32)
     acc_1 = np.full((256,), 0.0, np.float64)
     for j0 in range(T):
         for j1 in range(B):
@@ -566,81 +330,93 @@ def run_part6(T, B, h_z, d_h_W_f_g_d_h_W_c_g):
     for i0 in range(256):
         v90[i0] = acc_1[i0]
     # lstm.nn:39 getitem
-    v91 = np.empty((64,), np.float32)
-    for i0 in range(64):
-        v91[i0] = v90[i0]
-
-    # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
-    v92 = np.empty((64,), np.float32)
-    for i0 in range(64):
-        v92[i0] = v90[64 + i0]
-
-    # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
-    v93 = np.empty((64,), np.float32)
-    for i0 in range(64):
-        v93[i0] = v90[128 + i0]
-
-    # lstm.nn:39 reshape: f = sigmoid(z @ W_f + b_f)
-    v94 = d_h_W_f_g_d_h_W_c_g.reshape((B * T, 256))
-    # lstm.nn:39 matmul
-    v95 = np.empty((72, 256), np.float32)
-    return (v88, v90, v91, v92, v93, v94, v95)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def run_part7(v95, v90, loss, probs, v91, v92, v93, d_logits_W, d_logits_b):
-    # lstm.nn:39 getitem
-    v96 = np.empty((72, 64), np.float32)
-    for i0 in range(72):
-        for i1 in range(64):
-            v96[i0, i1] = v95[i0, i1]
-
-    # lstm.nn:40 getitem: i = sigmoid(z @ W_i + b_i)
-    v97 = np.empty((72, 64), np.float32)
-    for i0 in range(72):
-        for i1 in range(64):
-            v97[i0, i1] = v95[i0, 64 + i1]
-
-    # lstm.nn:41 getitem: o = sigmoid(z @ W_o + b_o)
-    v98 = np.empty((72, 64), np.float32)
-    for i0 in range(72):
-        for i1 in range(64):
-            v98[i0, i1] = v95[i0, 128 + i1]
-
-    # lstm.nn:42 getitem: g = tanh(z @ W_c + b_c)
-    v99 = np.empty((72, 64), np.float32)
-    for i0 in range(72):
-        for i1 in range(64):
-            v99[i0, i1] = v95[i0, 192 + i1]
-    # lstm.nn:42 getitem
-    v100 = np.empty((64,), np.float32)
-    for i0 in range(64):
-        v100[i0] = v90[192 + i0]
-
-    return (loss, probs, v96, v97, v98, v99, v91, v92, v93, v100, d_logits_W, d_logits_b)
 
 
 def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, logits_b, T, B, threads):
-    """The kernel's parts in turn; between them, recurrences and large products run on threads (plain Python)."""
-    v0, v1, v2, x_2d, v2_2d = run_part0(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B)
+    """The kernel's parts in turn; between them, NumPy copies, and recurrences and large products on threads (plain Python)."""
+    v0 = np.zeros((B, 64), np.float32)
+    # concat: one NumPy copy per part
+    v1 = np.concatenate((h_W_f[64:72], h_W_i[64:72], h_W_o[64:72], h_W_c[64:72]), axis=1)
+    v2 = np.empty((T, B, 256), np.float32)
+    x_2d = x.reshape((B * T, 8))
+    v2_2d = v2.reshape((B * T, 256))
     # a product: blocks of rows on threads
     matmul_rows(x_2d, v1, v2_2d, threads)
-    v7, v8, v9, v10, v11, v12, v13, v14, v7_t = run_part1(h_W_f, h_W_i, h_W_o, h_W_c, T, B)
+    # concat: one NumPy copy per part
+    v7 = np.concatenate((h_W_f[0:64], h_W_i[0:64], h_W_o[0:64], h_W_c[0:64]), axis=1)
+    v8 = np.empty((T, B, 64), np.float32)
+    v9 = np.empty((T, B, 64), np.float32)
+    v10 = np.empty((T, B, 64), np.float32)
+    v11 = np.empty((T, B, 64), np.float32)
+    v12 = np.empty((T, B, 64), np.float32)
+    v13 = np.empty((T, B, 64), np.float32)
+    v14 = np.empty((T, B, 64), np.float32)
     # rows are independent: scan_c runs on one block of rows per thread
-    run_row_blocks(scan_c, (T, v8, v0, v9, v7, v7_t, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
-    v40, v41 = run_part2(T, B, v9)
+    run_row_blocks(scan_c, (T, v8, v0, v9, v7, v10, v11, v12, v13, v14, v2, h_b_f, h_b_i, h_b_o, h_b_c,), B, threads)
+    # getitem: a NumPy copy of the selected elements
+    v40 = v9[host_index(-1, T)].copy()
+    v41 = np.empty((B, 10), np.float32)
     # a product: blocks of rows on threads
     matmul_rows(v40, logits_W, v41, threads)
-    loss, probs, d_logits, d_logits_b, v49, v50 = run_part3(y, logits_W, logits_b, B, v41)
+    logits = np.empty((B, 10), np.float32)
+    loss = np.empty((), np.float32)
+    probs = np.empty((B, 10), np.float32)
+    v42 = np.empty((), np.float32)
+    v46 = np.empty((B, 10), np.float32)
+    d_logits = np.empty((B, 10), np.float32)
+    v48 = np.empty((1, 10), np.float32)
+    d_logits_b = v48.reshape((10,))
+    v49 = logits_W.T  # a view: BLAS reads it transposed in place
+    v50 = np.empty((B, 64), np.float32)
+    run_part6(y, logits_b, B, logits, v41, loss, probs, v42, v46, d_logits, v48, v50)
     # a product: blocks of rows on threads
     matmul_rows(d_logits, v49, v50, threads)
-    d_logits_W, = run_part4(v40)
+    d_logits_W = np.empty((64, 10), np.float32)
     # a product z.T @ g: blocks of the inner axis on threads
     matmul_t_rows(v40, d_logits, d_logits_W, threads)
-    d_h_h, v53, start, h_z, v60, v61, v62, d_h_W_f_g_d_h_W_c_g, v60_t = run_part5(x, h_W_f, h_W_i, h_W_o, h_W_c, T, B, v50, v0, v8, v9)
+    d_h_h = np.zeros((T, B, 64), np.float32)
+    # getitem_grad: the cotangent copied into zeros
+    d_h_h[host_index(-1, T)] = v50
+    v52 = v0.reshape((1, B, 64))
+    # concat: one NumPy copy per part
+    v53 = np.concatenate((v52, v8), axis=0)
+    start = host_slice_start(0, T + 1, T, 1)
+    # concat: one NumPy copy per part
+    v54 = np.concatenate((v52, v9), axis=0)
+    start_2 = host_slice_start(0, T + 1, T, 1)
+    # concat: one NumPy copy per part
+    h_z = np.concatenate((v54[start_2:start_2 + T], x), axis=2)
+    # concat: one NumPy copy per part
+    v59 = np.concatenate((h_W_f.transpose((1, 0)), h_W_i.transpose((1, 0)), h_W_o.transpose((1, 0)), h_W_c.transpose((1, 0))), axis=0)
+    # getitem: a NumPy copy of the selected elements
+    v60 = v59[:, 0:64].copy()
+    v61 = np.empty((T, B, 64), np.float32)
+    v62 = np.empty((T, B, 64), np.float32)
+    d_h_W_f_g_d_h_W_c_g = np.empty((T, B, 256), np.float32)
+    v60_t = np.ascontiguousarray(v60.T)  # for matmul_nt
     # rows are independent: scan_d_c_carry1 runs on one block of rows per thread
     run_row_blocks(scan_d_c_carry1, (T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, start, d_h_W_f_g_d_h_W_c_g, v60, v60_t,), B, threads)
-    v88, v90, v91, v92, v93, v94, v95 = run_part6(T, B, h_z, d_h_W_f_g_d_h_W_c_g)
+    v88 = h_z.reshape((B * T, 72))
+    v90 = np.empty((256,), np.float32)
+    run_part15(T, B, d_h_W_f_g_d_h_W_c_g, v90)
+    # getitem: a NumPy copy of the selected elements
+    v91 = v90[0:64].copy()
+    # getitem: a NumPy copy of the selected elements
+    v92 = v90[64:128].copy()
+    # getitem: a NumPy copy of the selected elements
+    v93 = v90[128:192].copy()
+    v94 = d_h_W_f_g_d_h_W_c_g.reshape((B * T, 256))
+    v95 = np.empty((72, 256), np.float32)
     # a product z.T @ g: blocks of the inner axis on threads
     matmul_t_rows(v88, v94, v95, threads)
-    return run_part7(v95, v90, loss, probs, v91, v92, v93, d_logits_W, d_logits_b)
+    # getitem: a NumPy copy of the selected elements
+    v96 = v95[:, 0:64].copy()
+    # getitem: a NumPy copy of the selected elements
+    v97 = v95[:, 64:128].copy()
+    # getitem: a NumPy copy of the selected elements
+    v98 = v95[:, 128:192].copy()
+    # getitem: a NumPy copy of the selected elements
+    v99 = v95[:, 192:256].copy()
+    # getitem: a NumPy copy of the selected elements
+    v100 = v90[192:256].copy()
+    return (loss, probs, v96, v97, v98, v99, v91, v92, v93, v100, d_logits_W, d_logits_b)

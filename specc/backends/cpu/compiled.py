@@ -25,6 +25,7 @@ from ...errors import InputError
 from ...ir.core import NUMPY_DTYPES, Graph, Value
 from ...ir.dims import concrete, shape_str
 from ..base import GeneratedModule
+from .precompile import precompile
 from .runtime import _blas_limit, kernel_threads, tune_allocator
 
 _CALL_LOCK = threading.Lock()  # kernel calls are serialised: each already uses every thread it may
@@ -109,9 +110,24 @@ def load_compiled(graph: Graph, module: GeneratedModule, load: Callable[..., Any
                 mod, path = again
                 entry = getattr(mod, module.entry)
                 entry.compile(sig)
-    # else the entry is Python calling kernels in turn (a module with threads): each compiles,
-    # or loads from Numba's cache, on the first call
+    elif module.signatures:  # a Python entry calling kernels in turn: those whose types are known, now
+        try:
+            precompile(mod, path, module.source, module.signatures, cold=not _numba_cached(path))
+        except Exception:
+            again = load([], fresh=True)  # Numba's cached machine code failed to load: rebuild it once
+            if again is None:
+                raise
+            mod, path = again
+            entry = getattr(mod, module.entry)
+            precompile(mod, path, module.source, module.signatures, cold=True)
+    # any other kernel compiles, or loads from Numba's cache, on the first call
     return CompiledGraph(graph, module, path, entry, _module=mod)
+
+
+def _numba_cached(path: Path) -> bool:
+    """Whether Numba's cache (``__pycache__`` beside the module) holds any of the module's functions."""
+    pycache = path.parent / "__pycache__"
+    return pycache.is_dir() and any(p.name.startswith(path.stem + ".") for p in pycache.iterdir())
 
 
 __all__ = ["CompiledGraph", "load_compiled"]

@@ -129,6 +129,12 @@ def _may_be_large(a: Value, b: Value) -> bool:
 
 def _view(e: CpuEmitter, array: str, shape: str) -> str:
     name = e.temp(f"{array}_2d" if shape.count(",") == 1 else f"{array}_{shape.count(',') + 1}d")
+    if array in e.arg_types:
+        e.typed(name, (e.arg_types[array][0], len([d for d in shape.strip("()").split(",") if d.strip()]), "C"))
+    if e.at_top() and array in e.host_names:  # the entry's array: the entry makes the view
+        e.before_part(name, f"{array}.reshape({shape})")
+        e.use(name)  # read by the code after it (or the split statement: then an unused argument)
+        return name
     e.bind(name)
     e.use(array)
     e.lines(f"{name} = {array}.reshape({shape})")
@@ -299,6 +305,9 @@ def take_grad(e: CpuEmitter, eqn: Eqn) -> None:
 def reshape(e: CpuEmitter, eqn: Eqn) -> None:
     """A view: the same elements (every array here is C-contiguous)."""
     (x,), (out,) = eqn.inputs, eqn.outputs
+    if e.at_top() and e.peek(x) in e.host_names:  # the entry's array: the entry makes the view
+        e.before_part(e.host_define(out), f"{e.peek(x)}.reshape({e.host_expr(lambda: e.shape(out.shape))})")
+        return
     src = e.name(x)
     e.lines(f"{e.define(out)} = {src}.reshape({e.shape(out.shape)})")
 

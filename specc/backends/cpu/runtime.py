@@ -114,6 +114,25 @@ def matmul_t_rows(at: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int) 
         out += p
 
 
+def host_index(k: int, n: int) -> int:
+    """NumPy's rule for an integer index (negative counts from the end), checked: for the Python entry."""
+    if k < 0:
+        k += n
+    if k < 0 or k >= n:
+        raise IndexError("index out of range")
+    return k
+
+
+def host_slice_start(start: int, n: int, count: int, step: int) -> int:
+    """NumPy's rule for a slice start (step > 0), checked against the length the shape rule gave."""
+    if start < 0:
+        start += n
+    start = min(max(start, 0), n)
+    if count > 0 and start + (count - 1) * step >= n:
+        raise IndexError("slice out of range")
+    return start
+
+
 def kernel_threads() -> int:
     """``$SPECC_NUM_THREADS``, else the CPUs this process may run on."""
     env = os.environ.get("SPECC_NUM_THREADS")

@@ -22,6 +22,7 @@ from ..emitter import Scope
 from .emitter import THREADS, CpuEmitter
 from .helpers import NJIT_NOGIL
 from .rows import ROW, RowPlan, row_plan
+from .shared import nt_may_help
 
 RULES = RuleSet()
 
@@ -65,6 +66,9 @@ def _scan_by_rows(e: CpuEmitter, eqn: Eqn, history: list[str], plan: RowPlan) ->
         for uid in made:
             del e.transposed[uid]
     free = list(function.uses)  # the function's arguments: what it reads and the entry made
+    e.function_args[name] = [*free, lo, hi]
+    e.typed(lo, ("int",))
+    e.typed(hi, ("int",))
     args = ", ".join(free)
     e.functions[name] = (f"{NJIT_NOGIL}\ndef {name}({args}, {lo}, {hi}):\n"
                          f'    """The recurrence of lines {_lines_of(eqn)} on rows {lo}:{hi} of the batch."""\n'
@@ -172,9 +176,16 @@ def _transpose_constants(e: CpuEmitter, eqn: Eqn, kinds: Sequence[str]) -> list[
         a, b = be.inputs
         v, kind = consts.get(b.uid, (None, ROW))
         if (v is not None and kind != ROW and v.uid in e.arrays and b.uid not in e.transposed
-                and b.type.rank == 2 and a.type.rank >= 2 and b.type.is_float):
-            name = e.bind(e.temp(f"{e.name(v)}_t"))
-            e.lines(f"{name} = np.ascontiguousarray({e.name(v)}.T)  # for matmul_nt: rows of {e.name(v)}.T")
+                and b.type.rank == 2 and a.type.rank >= 2 and b.type.is_float
+                and nt_may_help(*(d.value if d.is_const else None for d in b.shape))):
+            src = e.peek(v)
+            if e.at_top() and src in e.host_ready:  # made before this part: the entry transposes it
+                name = e.before_part(e.temp(f"{src}_t"), f"np.ascontiguousarray({src}.T)  # for matmul_nt")
+            else:
+                name = e.bind(e.temp(f"{e.name(v)}_t"))
+            e.typed(name, (v.dtype, 2, "C"))
+            if name not in e.host_names:
+                e.lines(f"{name} = np.ascontiguousarray({e.name(v)}.T)  # for matmul_nt: rows of {e.name(v)}.T")
             e.transposed[b.uid] = name
             made.append(b.uid)
     return made
