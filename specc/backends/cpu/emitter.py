@@ -19,6 +19,10 @@ from .helpers import HELPERS
 
 TARGET = "cpu"
 HOST_INDEX = {"wrap_index": "host_index", "slice_start": "host_slice_start"}  # the entry's own index rules
+# Numba compiles about 80 lines of loops in a second, one function at a time per process: a longer stretch of
+# top-level code is cut into parts of about this many statements, which compile in parallel on a cold cache
+# (specc.backends.cpu.precompile) for ~0.1 s more each (and a few microseconds more per call)
+MAX_PART_STATEMENTS = 80
 ENTRY = "run"
 THREADS = "threads"  # the entry's last argument when it splits work across threads
 # Names generated CPU code uses for itself; a spec value with one of them gets a suffix.
@@ -92,7 +96,11 @@ class CpuEmitter(Emitter):
         return name
 
     def apply(self, rule: Callable[[Emitter, Eqn], None], eqn: Eqn) -> None:
-        """Data movement at the top level is the Python entry's (NumPy: :mod:`specc.backends.cpu.host`)."""
+        """Data movement at the top level is the Python entry's (NumPy: :mod:`specc.backends.cpu.host`).
+        A top-level part that reached MAX_PART_STATEMENTS ends before the next equation."""
+        if self.at_top() and self.lines.statements - (self.splits[-1].statements if self.splits else 0) \
+                >= MAX_PART_STATEMENTS:
+            self.split("", "", ())
         host = self.host_rules.get(eqn.op)
         if host is not None and self.at_top() and host(self, eqn):
             return

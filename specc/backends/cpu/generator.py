@@ -206,7 +206,7 @@ def _parts(e: CpuEmitter, params: list[str], results: list[str], part_names: lis
             else:
                 entry(call)
         stmt = statements[k]
-        if stmt is not None:
+        if stmt is not None and stmt.statement:  # (a part cut only for its size has no statement)
             entry.comment(stmt.why)
             entry(stmt.statement)
     entry(f"return ({', '.join(results)}{',' if len(results) == 1 else ''})")

@@ -80,7 +80,10 @@ def matmul(e: CpuEmitter, eqn: Eqn) -> None:
     (out,) = eqn.outputs
     x, w = e.peek(a), e.peek(b)  # read here, or by the entry between parts (a split)
     o = e.alloc(out)
-    if a.type.rank == 1 and b.type.rank == 1:
+    top = e.at_top()  # not in a loop: the Python entry calls NumPy (BLAS) itself, no Numba code
+    if a.type.rank == 1 and b.type.rank == 1 and top:
+        e.host(f"{o}[()] = np.dot({x}, {w})", "a dot product (NumPy)", (x, w, o))
+    elif a.type.rank == 1 and b.type.rank == 1:
         e.use(x, w)
         e.lines(f"{o}[()] = np.dot({x}, {w})")
     elif b.type.rank <= 2:
@@ -88,7 +91,7 @@ def matmul(e: CpuEmitter, eqn: Eqn) -> None:
             rows = e.count(a.shape[:-1])
             x = _view(e, x, f"({rows}, {e.dim(a.shape[-1])})")
             o = _view(e, o, f"({rows}, {e.dim(b.shape[1])})" if b.type.rank == 2 else f"({rows},)")
-        if a.type.rank >= 2 and b.type.rank == 2 and e.lines.depth == 1 and not e.in_rows and _may_be_large(a, b):
+        if a.type.rank >= 2 and b.type.rank == 2 and top and _may_be_large(a, b):
             # not per step, and maybe large: blocks of rows on the kernel's threads, from the Python entry
             if a.uid in e.transpose_of:  # a = z.T: read from z, split along the inner axis
                 z = e.transpose_of[a.uid]
@@ -102,6 +105,8 @@ def matmul(e: CpuEmitter, eqn: Eqn) -> None:
             e.shared.add("matmul_nt")
             e.use(x, w, e.transposed[b.uid])
             e.lines(f"matmul_nt({x}, {w}, {e.transposed[b.uid]}, {o})")
+        elif top:
+            e.host(f"np.dot({x}, {w}, out={o})", "a small product (NumPy: BLAS on this thread)", (x, w, o))
         else:
             e.use(x, w)
             e.lines(f"np.dot({x}, {w}, {o})")
@@ -111,6 +116,9 @@ def matmul(e: CpuEmitter, eqn: Eqn) -> None:
         x = _view(e, x, f"({nb}, {m}, {k})")
         w = _view(e, w, f"({nb}, {k}, {n})")
         o = _view(e, o, f"({nb}, {m}, {n})")
+        if top:
+            e.host(f"np.matmul({x}, {w}, out={o})", "batched products (NumPy: BLAS per batch index)", (x, w, o))
+            return
         with e.lines.block(f"for i0 in range({nb}):"):
             e.lines(f"np.dot({x}[i0], {w}[i0], {o}[i0])")
 
