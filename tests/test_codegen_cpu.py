@@ -347,13 +347,13 @@ def test_generated_source_reads_like_the_spec(tmp_path) -> None:
     assert "# lstm.nn:39 matmul: f = sigmoid(z @ W_f + b_f)" in src
     # a step's product with a constant matrix: the matrix transposed once, before the loop (in the part
     # before the row blocks, so once for all of them), and passed to the recurrence
-    assert "h_W_f_t = np.ascontiguousarray(h_W_f.T)" in src and "matmul_nt(h_z, h_W_f, h_W_f_t, " in src
+    assert "h_W_f_t = transposed(h_W_f)" in src and "matmul_nt(h_z, h_W_f, h_W_f_t, " in src
     scan = src[src.index("def scan_c("):]
     scan = scan[:scan.index("\n\n\n")]
     assert "ascontiguousarray" not in scan and "h_W_f_t" in scan[:scan.index(":\n")]
     entry = src[src.index("\ndef run("):]
     assert entry.index("run_row_blocks(scan_c, (") < entry.index("return")
-    made_in = src[:src.index("h_W_f_t = np.ascontiguousarray")].rsplit("\ndef ", 1)[1]
+    made_in = src[:src.index("h_W_f_t = transposed")].rsplit("\ndef ", 1)[1]
     assert made_in.startswith("run(")  # the Python entry transposes an input (NumPy), before the row blocks
     # the recurrence's rows are independent: it runs on a block of rows lo:hi (nb rows) per thread
     assert "h_z = np.empty((nb, 264), np.float32)" in src

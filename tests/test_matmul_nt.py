@@ -60,8 +60,9 @@ def test_empty_inner_dimension() -> None:
 
 @pytest.mark.parametrize("k,m,n,threads", [(1600, 40, 96, 2), (1600, 40, 96, 3), (1600, 40, 96, 1), (9, 5, 7, 2),
                                            (70, 33, 1100, 2), (4000, 64, 64, 4)])
-def test_transposed_product_by_blocks_of_the_inner_axis(k: int, m: int, n: int, threads: int) -> None:
-    """matmul_t_rows(z, g) = z.T @ g from z itself: split along k, partial products added."""
+def test_transposed_product_by_blocks_of_rows(k: int, m: int, n: int, threads: int) -> None:
+    """matmul_t_rows(z, g) = z.T @ g from z itself: blocks of rows of the result, the same bits on any number
+    of threads."""
     from specc.backends.cpu.runtime import matmul_t_rows
 
     rng = np.random.default_rng(k + m + n)
@@ -72,6 +73,19 @@ def test_transposed_product_by_blocks_of_the_inner_axis(k: int, m: int, n: int, 
     want = z.T.astype(np.float64) @ g.astype(np.float64)
     scale = np.abs(z.T).astype(np.float64) @ np.abs(g).astype(np.float64)
     assert np.all(np.abs(out - want) <= 2e-6 * scale)
+    alone = np.full((m, n), np.nan, np.float32)
+    matmul_t_rows(z, g, alone, 1)
+    np.testing.assert_array_equal(out, alone)  # each element one dot product: the same bits on any threads
+
+
+@pytest.mark.parametrize("shape", [(768, 2048), (33, 70), (1, 5), (0, 3), (64, 32)])
+def test_transposed_is_a_c_array_of_the_transpose(shape) -> None:
+    from specc.backends.cpu.runtime import transposed
+
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    t = transposed(a)
+    assert t.flags.c_contiguous and t.dtype == a.dtype
+    np.testing.assert_array_equal(t, a.T)
 
 
 def test_weight_gradients_read_the_transposed_operand_in_place() -> None:

@@ -393,7 +393,7 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     v61 = np.empty((T, B, 64), np.float32)
     v62 = np.empty((T, B, 64), np.float32)
     d_h_W_f_g_d_h_W_c_g = np.empty((T, B, 256), np.float32)
-    v60_t = np.ascontiguousarray(v60.T)  # for matmul_nt
+    v60_t = np.ascontiguousarray((np.concatenate((h_W_f, h_W_i, h_W_o, h_W_c), axis=1))[0:64, :])  # v60.T for matmul_nt, from what v60 was made of
     # rows are independent: scan_d_c_carry1 runs on one block of rows per thread
     run_row_blocks(scan_d_c_carry1, (T, d_h_h, v10, v11, v12, v13, v14, v61, v0, v62, v53, start, d_h_W_f_g_d_h_W_c_g, v60, v60_t,), B, threads)
     v88 = h_z.reshape((B * T, 72))

@@ -27,7 +27,7 @@ ENTRY = "run"
 THREADS = "threads"  # the entry's last argument when it splits work across threads
 # Names generated CPU code uses for itself; a spec value with one of them gets a suffix.
 GLOBALS = PYTHON_NAMES | {"njit", "run_row_blocks", "matmul_rows", "matmul_t_rows", "matmul_nt", "host_index",
-                          "host_slice_start"}
+                          "host_slice_start", "transposed"}
 RESERVED = GLOBALS | {ENTRY, THREADS} | set(HELPERS) | {f"{h}_{dt}" for h in HELPERS for dt in NP_DTYPES}
 
 
@@ -57,6 +57,8 @@ class CpuEmitter(Emitter):
         self.host_ready: set[str] = set()  # those whose elements are all written when assigned (inputs, copies)
         # a view that loops read in place -> how the entry would write it in NumPy (for a NumPy copy reading it)
         self.host_views: dict[int, Callable[[], tuple[str, list[str]]]] = {}
+        # a 2-D top-level value -> how the entry writes its transpose from arrays it holds (cpu/host.py)
+        self.host_t: dict[int, Callable[[], str]] = {}
         # what the @njit functions will be called with: variable -> (dtype, rank, layout) or ("int",)
         self.arg_types: dict[str, tuple] = {}
         self.function_args: dict[str, list[str]] = {}  # a function split out -> its parameters

@@ -52,6 +52,12 @@ def _numpy(e: CpuEmitter, v: Value) -> tuple[str, list[str]] | None:
 
 def _index(e: CpuEmitter, x: Value, index, part: Value) -> tuple[str, list[str]]:
     """The NumPy index text of ``x[index]`` (giving ``part``'s shape), and the helpers it calls."""
+    items, helpers = _index_items(e, x, index, part)
+    return ", ".join(items) or "()", helpers
+
+
+def _index_items(e: CpuEmitter, x: Value, index, part: Value) -> tuple[list[str], list[str]]:
+    """:func:`_index`, one item per indexed axis."""
     items, helpers = [], []
     axis = 0
     for ax, entry in enumerate(index):
@@ -87,7 +93,7 @@ def _index(e: CpuEmitter, x: Value, index, part: Value) -> tuple[str, list[str]]
             length = e.dim_atom(count) if step == 1 else f"({e.dim_atom(count)} - 1) * {step} + 1"
             stop = length if start == "0" else f"{start} + {length}"
         items.append(f"{start}:{stop}" + (f":{step}" if step != 1 else ""))
-    return ", ".join(items) or "()", helpers
+    return items, helpers
 
 
 def _done(e: CpuEmitter, out: Value, statement: str, why: str, reads: list[str]) -> bool:
@@ -104,6 +110,9 @@ def concat(e: CpuEmitter, eqn: Eqn) -> bool:
         return False
     o = e.host_define(out)
     axis = eqn.params["axis"] % out.type.rank
+    if out.type.rank == 2 and all(v.uid in e.host_t for v in eqn.inputs):  # (concat_0 a_i.T).T = concat_1 a_i
+        makes = [e.host_t[v.uid] for v in eqn.inputs]
+        e.host_t[out.uid] = lambda: f"np.concatenate(({', '.join(m() for m in makes)}), axis={1 - axis})"
     reads = [name for _, names in parts for name in names]
     texts = [text for text, _ in parts]
     return _done(e, out, f"{o} = np.concatenate(({', '.join(texts)}{',' * (len(texts) == 1)}), axis={axis})",
@@ -134,9 +143,14 @@ def getitem(e: CpuEmitter, eqn: Eqn) -> bool:
     if not _arrays(e, (x,)) or out.uid in e.dest:
         return False  # a copy into a recurrence's row
     src = e.peek(x)
-    index, helpers = e.host_expr(lambda: _index(e, x, eqn.params["index"], out))
+    items, helpers = e.host_expr(lambda: _index_items(e, x, eqn.params["index"], out))
+    index = ", ".join(items) or "()"
     e.runtime_calls.update(helpers)
     o = e.host_define(out)
+    made = e.host_t.get(x.uid)
+    if made is not None and x.type.rank == out.type.rank == 2 and len(items) <= 2:  # x[i, j].T = x.T[j, i]
+        rows, cols = (items + [":"])[:2]
+        e.host_t[out.uid] = lambda: f"({made()})[{cols}, {rows}]"
     copy = f"{src}[{index}].copy()" if out.type.rank else f"np.array({src}[{index}])"
     return _done(e, out, f"{o} = {copy}", "getitem: a NumPy copy of the selected elements", [src])
 
@@ -163,6 +177,8 @@ def transpose(e: CpuEmitter, eqn: Eqn) -> bool:
         return False  # x.T, a view for BLAS
     if out.uid not in e.materialize:  # a view that loops read in place
         _view_of(e, x, out, lambda src: f"{src}.transpose(({perm}))")
+        if out.type.rank == 2 and (x.uid in e.arrays or x.uid in e.host_views):  # its transpose is x itself
+            e.host_t[out.uid] = lambda: _numpy(e, x)[0]
         return False
     if not _arrays(e, (x,)) or out.uid in e.dest:
         return False
@@ -171,4 +187,13 @@ def transpose(e: CpuEmitter, eqn: Eqn) -> bool:
     return _done(e, out, f"{o} = {src}.transpose(({perm})).copy()", "transpose: a NumPy copy", [src])
 
 
-__all__ = ["HOST_RULES"]
+def transpose_text(e: CpuEmitter, v: Value) -> str | None:
+    """A NumPy expression of ``v.T`` from what ``v`` was made of (``concat`` of transposes, a slice of such),
+    reading only arrays the entry already holds; None when there is none.  The LSTM's backward recurrence
+    needs ``W_h`` (to multiply by ``W_h.T`` with matmul_nt) where the graph holds ``concat(W_i.T)[:, :H]``:
+    one row-contiguous copy instead of a strided concatenation, a copy and a transposition."""
+    make = e.host_t.get(v.uid)
+    return make() if make is not None else None
+
+
+__all__ = ["HOST_RULES", "transpose_text"]

@@ -22,6 +22,7 @@ from ..emitter import Scope
 from .emitter import THREADS, CpuEmitter
 from .helpers import NJIT_NOGIL
 from .rows import ROW, RowPlan, row_plan
+from .host import transpose_text
 from .shared import nt_may_help
 
 RULES = RuleSet()
@@ -180,7 +181,13 @@ def _transpose_constants(e: CpuEmitter, eqn: Eqn, kinds: Sequence[str]) -> list[
                 and nt_may_help(*(d.value if d.is_const else None for d in b.shape))):
             src = e.peek(v)
             if e.at_top() and src in e.host_ready:  # made before this part: the entry transposes it
-                name = e.before_part(e.temp(f"{src}_t"), f"np.ascontiguousarray({src}.T)  # for matmul_nt")
+                direct = transpose_text(e, v)  # from what it was made of, when known
+                if direct is not None:
+                    expr = f"np.ascontiguousarray({direct})  # {src}.T for matmul_nt, from what {src} was made of"
+                else:
+                    expr = f"transposed({src})  # for matmul_nt: rows of {src}.T"
+                    e.runtime_calls.add("transposed")
+                name = e.before_part(e.temp(f"{src}_t"), expr)
             else:
                 name = e.bind(e.temp(f"{e.name(v)}_t"))
             e.typed(name, (v.dtype, 2, "C"))

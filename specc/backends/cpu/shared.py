@@ -111,6 +111,17 @@ def _nt_tiles(a, bt, out, m, zero):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
+def transpose_into(a, out):
+    """``out[:] = a.T`` for 2-D ``a``, by 32 x 32 tiles (both arrays' lines stay in cache within a tile)."""
+    n, m = a.shape
+    for i0 in range(0, n, 32):
+        for j0 in range(0, m, 32):
+            for i in range(i0, min(i0 + 32, n)):
+                for j in range(j0, min(j0 + 32, m)):
+                    out[j, i] = a[i, j]
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
 def adam_step(p, g, m, v, b1, omb1, b2, omb2, c1, c2, lr, eps):
     """One Adam step over flat arrays in one pass; returns (new p, new m, new v).
 
