@@ -164,7 +164,23 @@ model grads(x: f64[B, 2, 7, 6], ids: i32[B, 3], y: i32[B]) {
 }
 """
 
-HAND = {"nn_ops": NN_OPS, "formulas": FORMULAS, "layout": LAYOUT, "recurrent": RECURRENT, "grads": GRADS}
+STACKED = """\
+# Stacked layers whose recurrences (and parts) have the same code up to names: one function each, called
+# for every layer; the gradients must still be each layer's own.
+dim T, B
+
+model stacked(x: f64[T, B, 3], y: i32[B]) {
+  h1 = lstm(x, hidden=5)
+  h2 = lstm(h1, hidden=5)
+  h3 = lstm(h2, hidden=5)
+  g1 = gru(h3, hidden=4)
+  g2 = gru(g1, hidden=4)
+  loss = cross_entropy(dense(g2[-1], 3), y)
+}
+"""
+
+HAND = {"nn_ops": NN_OPS, "formulas": FORMULAS, "layout": LAYOUT, "recurrent": RECURRENT, "grads": GRADS,
+        "stacked": STACKED}
 
 # What is compiled (Numba takes seconds per graph, so each case is chosen for what it adds):
 # (name, dtype, how): how = "plain" (the checked IR, one loop nest per op), "optimised" (specc.transforms.passes:
@@ -177,6 +193,7 @@ CASES += [("grads", "f64", "backward"), ("mlp", "f32", "backward")]  # gradient 
 # the adjoints of negative, symbolic and strided indexing and of transposes, at the top level: NumPy statements
 # of the Python entry (specc/backends/cpu/host.py)
 CASES += [("layout", "f64", "backward"), ("recurrent", "f64", "backward")]
+CASES += [("stacked", "f64", "backward")]  # layers sharing one compiled recurrence
 
 
 # ---- fixtures ------------------------------------------------------------------------------
@@ -330,6 +347,18 @@ def test_inputs_are_checked(compiled) -> None:
         kernel(args[:-1], dims)
     ok = kernel([a.astype(np.float64) if a.dtype == np.float32 else a for a in args], dims)  # converted
     assert ok[1].dtype == np.float32
+
+
+def test_layers_with_the_same_code_share_their_kernels(compiled) -> None:
+    """Stacked layers' recurrences (and parts) with the same code up to names are one function, called per
+    layer: Numba compiles it once (3 LSTM and 2 GRU layers: far fewer functions than calls)."""
+    _model, _graph, kernel = compiled("stacked", "f64", "backward")
+    src = kernel.source
+    scans = [n for n in kernel.module.kernels if n.startswith("scan_")]
+    calls = src.count("run_row_blocks(scan_")
+    assert calls == 10 and len(scans) <= 6, (scans, calls)  # 5 layers forward and backward
+    assert src.count("run_row_blocks(scan_c, ") == 3  # the three LSTM layers' forward: one function
+    assert all(len(d.signatures) == 1 for d in kernel.dispatchers)  # one compile each, for all its callers
 
 
 # ---- the generated source -------------------------------------------------------------------------

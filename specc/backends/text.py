@@ -65,3 +65,34 @@ class Namer:
 
 
 __all__ = ["LOOP_INDEX", "Namer", "escape", "sanitize"]
+
+
+def code_key(source: str) -> str:
+    """A generated function's code up to the names of its own variables: every parameter and variable it
+    assigns renamed by order of first appearance, comments and strings (its docstring) dropped; every other
+    name (a global, a helper, an attribute) kept.  Two functions with the same key compute the same thing from
+    their arguments, so a module needs only one of them (Numba then compiles it once)."""
+    import ast
+    import io
+    import tokenize
+
+    tree = ast.parse(source)
+    local: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            local.add(node.name)
+            local.update(a.arg for a in node.args.args)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            local.add(node.id)
+    names: dict[str, str] = {}
+    out: list[str] = []
+    previous = ""
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.STRING):
+            continue
+        text = tok.string
+        if tok.type == tokenize.NAME and text in local and previous != ".":
+            text = names.setdefault(text, f"_{len(names)}")
+        out.append(text)
+        previous = tok.string
+    return " ".join(out)

@@ -182,15 +182,17 @@ def run_part6(y, logits_b, B, logits, v33, loss, probs):
 def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, logits_b, T, B, threads):
     """The kernel's parts in turn; between them, NumPy copies, and recurrences and large products on threads (plain Python)."""
     v0 = np.zeros((B, 64), np.float32)
+    v1 = np.empty((8, 256), np.float32)
     # concat: one NumPy copy per part
-    v1 = np.concatenate((h_W_f[64:72], h_W_i[64:72], h_W_o[64:72], h_W_c[64:72]), axis=1)
+    np.concatenate((h_W_f[64:72], h_W_i[64:72], h_W_o[64:72], h_W_c[64:72]), axis=1, out=v1)
     v2 = np.empty((T, B, 256), np.float32)
     x_2d = x.reshape((B * T, 8))
     v2_2d = v2.reshape((B * T, 256))
     # a product: blocks of rows on threads
     matmul_rows(x_2d, v1, v2_2d, threads)
+    v7 = np.empty((64, 256), np.float32)
     # concat: one NumPy copy per part
-    v7 = np.concatenate((h_W_f[0:64], h_W_i[0:64], h_W_o[0:64], h_W_c[0:64]), axis=1)
+    np.concatenate((h_W_f[0:64], h_W_i[0:64], h_W_o[0:64], h_W_c[0:64]), axis=1, out=v7)
     h_c = np.empty((T, B, 64), np.float32)
     h_h = np.empty((T, B, 64), np.float32)
     # rows are independent: scan_c runs on one block of rows per thread

@@ -335,15 +335,17 @@ def run_part15(T, B, d_h_W_f_g_d_h_W_c_g, v90):
 def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, logits_b, T, B, threads):
     """The kernel's parts in turn; between them, NumPy copies, and recurrences and large products on threads (plain Python)."""
     v0 = np.zeros((B, 64), np.float32)
+    v1 = np.empty((8, 256), np.float32)
     # concat: one NumPy copy per part
-    v1 = np.concatenate((h_W_f[64:72], h_W_i[64:72], h_W_o[64:72], h_W_c[64:72]), axis=1)
+    np.concatenate((h_W_f[64:72], h_W_i[64:72], h_W_o[64:72], h_W_c[64:72]), axis=1, out=v1)
     v2 = np.empty((T, B, 256), np.float32)
     x_2d = x.reshape((B * T, 8))
     v2_2d = v2.reshape((B * T, 256))
     # a product: blocks of rows on threads
     matmul_rows(x_2d, v1, v2_2d, threads)
+    v7 = np.empty((64, 256), np.float32)
     # concat: one NumPy copy per part
-    v7 = np.concatenate((h_W_f[0:64], h_W_i[0:64], h_W_o[0:64], h_W_c[0:64]), axis=1)
+    np.concatenate((h_W_f[0:64], h_W_i[0:64], h_W_o[0:64], h_W_c[0:64]), axis=1, out=v7)
     v8 = np.empty((T, B, 64), np.float32)
     v9 = np.empty((T, B, 64), np.float32)
     v10 = np.empty((T, B, 64), np.float32)
@@ -378,16 +380,20 @@ def run(x, y, h_W_f, h_W_i, h_W_o, h_W_c, h_b_f, h_b_i, h_b_o, h_b_c, logits_W, 
     # getitem_grad: the cotangent copied into zeros
     d_h_h[host_index(-1, T)] = v50
     v52 = v0.reshape((1, B, 64))
+    v53 = np.empty((T + 1, B, 64), np.float32)
     # concat: one NumPy copy per part
-    v53 = np.concatenate((v52, v8), axis=0)
+    np.concatenate((v52, v8), axis=0, out=v53)
     start = host_slice_start(0, T + 1, T, 1)
+    v54 = np.empty((T + 1, B, 64), np.float32)
     # concat: one NumPy copy per part
-    v54 = np.concatenate((v52, v9), axis=0)
+    np.concatenate((v52, v9), axis=0, out=v54)
     start_2 = host_slice_start(0, T + 1, T, 1)
+    h_z = np.empty((T, B, 72), np.float32)
     # concat: one NumPy copy per part
-    h_z = np.concatenate((v54[start_2:start_2 + T], x), axis=2)
+    np.concatenate((v54[start_2:start_2 + T], x), axis=2, out=h_z)
+    v59 = np.empty((256, 72), np.float32)
     # concat: one NumPy copy per part
-    v59 = np.concatenate((h_W_f.transpose((1, 0)), h_W_i.transpose((1, 0)), h_W_o.transpose((1, 0)), h_W_c.transpose((1, 0))), axis=0)
+    np.concatenate((h_W_f.transpose((1, 0)), h_W_i.transpose((1, 0)), h_W_o.transpose((1, 0)), h_W_c.transpose((1, 0))), axis=0, out=v59)
     # getitem: a NumPy copy of the selected elements
     v60 = v59[:, 0:64].copy()
     v61 = np.empty((T, B, 64), np.float32)

@@ -62,6 +62,7 @@ class CpuEmitter(Emitter):
         # what the @njit functions will be called with: variable -> (dtype, rank, layout) or ("int",)
         self.arg_types: dict[str, tuple] = {}
         self.function_args: dict[str, list[str]] = {}  # a function split out -> its parameters
+        self.function_keys: dict[tuple, str] = {}  # (code_key, argument kinds) -> the function with that code
 
     def define(self, v: Value) -> str:
         name = super().define(v)

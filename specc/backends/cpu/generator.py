@@ -56,7 +56,7 @@ from ..base import GeneratedModule, LoweringRule
 from ..emitter import Scope, graph_dims
 from ..lift import lift_random
 from ..lines import Lines
-from ..text import escape, sanitize
+from ..text import code_key, escape, sanitize
 from .emitter import ENTRY, TARGET, THREADS, CpuEmitter, Split
 from .helpers import NJIT
 from .host import HOST_RULES
@@ -186,22 +186,30 @@ def _parts(e: CpuEmitter, params: list[str], results: list[str], part_names: lis
         reads_after[k] = later | (set(stmt.reads) if stmt else set())
         later = reads_after[k] | set(free[k])
     out, entry = Lines(), Lines(depth=1)
+    seen: dict[tuple, str] = {}
     for k, code in enumerate(codes):
         for line in preludes[k]:
             entry(line)
         if counts[k + 1] > counts[k]:  # the part has code, not only comments
             name = f"{ENTRY}_part{k}"
-            part_names.append(name)
-            part_args[name] = (free[k], counts[k + 1] - counts[k])
             returns = [n for n in scopes[k].defs if n in reads_after[k]]
-            out()
-            out()
-            out(NJIT)
-            out(f"def {name}({', '.join(free[k])}):")
-            out.extend(code.rstrip("\n").split("\n"))
+            part = Lines()
+            part()
+            part()
+            part(NJIT)
+            part(f"def {name}({', '.join(free[k])}):")
+            part.extend(code.rstrip("\n").split("\n"))
+            if returns:
+                part(f"    return ({', '.join(returns)}{',' if len(returns) == 1 else ''})")
+            # a part whose code is an earlier one's up to names (a stacked layer's) calls that one: one compile
+            key = (code_key(part.render()), tuple(e.arg_types.get(a) for a in free[k]))
+            name = seen.setdefault(key, name)
+            if name == f"{ENTRY}_part{k}":
+                part_names.append(name)
+                part_args[name] = (free[k], counts[k + 1] - counts[k])
+                out.extend(part.render().rstrip("\n").split("\n"))
             call = f"{name}({', '.join(free[k])})"
             if returns:
-                out(f"    return ({', '.join(returns)}{',' if len(returns) == 1 else ''})")
                 entry(f"{', '.join(returns)}{',' if len(returns) == 1 else ''} = {call}")
             else:
                 entry(call)

@@ -115,8 +115,10 @@ def concat(e: CpuEmitter, eqn: Eqn) -> bool:
         e.host_t[out.uid] = lambda: f"np.concatenate(({', '.join(m() for m in makes)}), axis={1 - axis})"
     reads = [name for _, names in parts for name in names]
     texts = [text for text, _ in parts]
-    return _done(e, out, f"{o} = np.concatenate(({', '.join(texts)}{',' * (len(texts) == 1)}), axis={axis})",
-                 "concat: one NumPy copy per part", reads)
+    # into a C array made before: NumPy would give the parts' own order (F for transposes)
+    e.before_part(o, f"np.empty({e.host_expr(lambda: e.shape(out.shape))}, {e.np_dtype(out.dtype)})")
+    return _done(e, out, f"np.concatenate(({', '.join(texts)}{',' * (len(texts) == 1)}), axis={axis}, out={o})",
+                 "concat: one NumPy copy per part", [*reads, o])
 
 
 def _view_of(e: CpuEmitter, x: Value, out: Value, make: Callable[[str], str]) -> None:

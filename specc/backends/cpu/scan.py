@@ -17,7 +17,7 @@ from ...ir.dims import Dim
 from ...ir.scan import split_inputs
 from ..base import RuleSet
 from ..lines import Lines
-from ..text import sanitize
+from ..text import code_key, sanitize
 from ..emitter import Scope
 from .emitter import THREADS, CpuEmitter
 from .helpers import NJIT_NOGIL
@@ -71,9 +71,16 @@ def _scan_by_rows(e: CpuEmitter, eqn: Eqn, history: list[str], plan: RowPlan) ->
     e.typed(lo, ("int",))
     e.typed(hi, ("int",))
     args = ", ".join(free)
-    e.functions[name] = (f"{NJIT_NOGIL}\ndef {name}({args}, {lo}, {hi}):\n"
-                         f'    """The recurrence of lines {_lines_of(eqn)} on rows {lo}:{hi} of the batch."""\n'
-                         f"{code}")
+    source = (f"{NJIT_NOGIL}\ndef {name}({args}, {lo}, {hi}):\n"
+              f'    """The recurrence of lines {_lines_of(eqn)} on rows {lo}:{hi} of the batch."""\n'
+              f"{code}")
+    # a recurrence whose code is another's up to names (a stacked layer) calls that one: one compile
+    key = (code_key(source), tuple(e.arg_types.get(a) for a in e.function_args[name]))
+    same = e.function_keys.setdefault(key, name)
+    if same != name:
+        name = same
+    else:
+        e.functions[name] = source
     e.runtime_calls.add("run_row_blocks")
     e.split(f"run_row_blocks({name}, ({args},), {rows}, {THREADS})",
             f"rows are independent: {name} runs on one block of rows per thread", [*free, *statement.uses])
