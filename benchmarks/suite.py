@@ -17,8 +17,9 @@ Workloads (``--only`` takes these names):
 Peers run only where installed; the table says when one did not. Each implementation
 is timed in blocks of warm-up and repeats (two rounds, the order reversed in the
 second), and the median over all samples is quoted. Prints one table of ratios
-specc / peer (below 1: specc is faster) with GF/s of the products and the targets of
-issue 5; --json writes every sample and the machine. See docs/benchmarks.md.
+specc / peer (below 1: specc is faster) with GF/s of the products and the targets (issue 16
+where it names one, else issue 5: benchmarks/harness.py); --json writes every sample and the
+machine. See docs/benchmarks.md.
 """
 
 from __future__ import annotations

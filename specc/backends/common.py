@@ -257,21 +257,16 @@ class _Templates:
         return [t.format(*idx) for t in self.templates]
 
 
-def wrap_index_source(name: str) -> str:
-    """NumPy's rule for an integer index, checked: plain Python (a target adds its decorator)."""
-    return f'''def {name}(i, n):
+def wrap_index(i, n):
     """NumPy's rule for an integer index: a negative one counts from the end."""
     if i < 0:
         i += n
     if i < 0 or i >= n:
         raise IndexError("index out of range")
     return i
-'''
 
 
-def slice_start_source(name: str) -> str:
-    """NumPy's rule for a slice start, checked: plain Python (a target adds its decorator)."""
-    return f'''def {name}(start, n, count, step):
+def slice_start(start, n, count, step):
     """NumPy's rule for a slice start (step > 0), checked against the length the shape rule gave."""
     if start < 0:
         start += n
@@ -279,9 +274,26 @@ def slice_start_source(name: str) -> str:
     if count > 0 and start + (count - 1) * step >= n:
         raise IndexError("slice out of range")
     return start
-'''
+
+
+def wrap_index_source(name: str) -> str:
+    """:func:`wrap_index` as source text named ``name``: plain Python (a target adds its decorator)."""
+    return _source_as(wrap_index, name)
+
+
+def slice_start_source(name: str) -> str:
+    """:func:`slice_start` as source text named ``name``: plain Python (a target adds its decorator)."""
+    return _source_as(slice_start, name)
+
+
+def _source_as(fn, name: str) -> str:
+    """The source of one of the functions above, renamed: the generated kernels' copy of the same rule that
+    a CPU module's Python entry calls directly (specc.backends.cpu.runtime)."""
+    import inspect
+
+    return inspect.getsource(fn).replace(f"def {fn.__name__}(", f"def {name}(", 1)
 
 
 __all__ = ["CONSTANT", "SCALAR", "ScalarRule", "accumulate", "call", "constant_value", "dt", "elementwise_with", "fused_with",
            "helper_call", "index_map", "infix", "paren", "pool_size", "position", "reduce_result", "row_max",
-           "slice_start_source", "taps", "window", "wrap_index_source"]
+           "slice_start", "slice_start_source", "taps", "window", "wrap_index", "wrap_index_source"]

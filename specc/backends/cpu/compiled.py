@@ -101,27 +101,29 @@ def load_compiled(graph: Graph, module: GeneratedModule, load: Callable[..., Any
     if hasattr(entry, "signatures"):  # one kernel: compile it now, for the exact argument types
         sig = _signature(module, graph)
         if sig not in [tuple(s) for s in entry.signatures]:
-            try:
-                entry.compile(sig)
-            except Exception:
-                again = load([], fresh=True)  # Numba's cached machine code failed to load: rebuild it once
-                if again is None:
-                    raise
-                mod, path = again
-                entry = getattr(mod, module.entry)
-                entry.compile(sig)
+            mod, path = _rebuilt_on_failure(lambda m, cold: getattr(m, module.entry).compile(sig), mod, path, load)
     elif module.signatures:  # a Python entry calling kernels in turn: those whose types are known, now
-        try:
-            precompile(mod, path, module.source, module.signatures, cold=not _numba_cached(path))
-        except Exception:
-            again = load([], fresh=True)  # Numba's cached machine code failed to load: rebuild it once
-            if again is None:
-                raise
-            mod, path = again
-            entry = getattr(mod, module.entry)
-            precompile(mod, path, module.source, module.signatures, cold=True)
+        mod, path = _rebuilt_on_failure(
+            lambda m, cold: precompile(m, path, module.source, module.signatures, cold=cold),
+            mod, path, load, cold=not _numba_cached(path))
+    entry = getattr(mod, module.entry)
     # any other kernel compiles, or loads from Numba's cache, on the first call
     return CompiledGraph(graph, module, path, entry, _module=mod)
+
+
+def _rebuilt_on_failure(compile_: Callable[[ModuleType, bool], Any], mod: ModuleType, path: Path,
+                        load: Callable[..., Any], cold: bool = True) -> tuple[ModuleType, Path]:
+    """``compile_(mod, cold)``; when Numba's cached machine code fails to load, the module once more without
+    that cache (``load([], fresh=True)``; None when there was none: the error is real)."""
+    try:
+        compile_(mod, cold)
+        return mod, path
+    except Exception:
+        again = load([], fresh=True)
+        if again is None:
+            raise
+        compile_(again[0], True)
+        return again
 
 
 def _numba_cached(path: Path) -> bool:

@@ -45,6 +45,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..common import slice_start as host_slice_start  # noqa: F401  (the generated entries' index rules)
+from ..common import wrap_index as host_index  # noqa: F401
+
 # ---- threads -----------------------------------------------------------------------------------
 MIN_BLOCK_ROWS = 4  # a block of fewer rows makes per-step matrix-vector products: not worth a thread
 _POOL: Any = None  # the threads that run row blocks, and how many it has
@@ -122,25 +125,6 @@ def transposed(a: np.ndarray) -> np.ndarray:
     out = np.empty((a.shape[1], a.shape[0]), a.dtype)
     transpose_into(a, out)
     return out
-
-
-def host_index(k: int, n: int) -> int:
-    """NumPy's rule for an integer index (negative counts from the end), checked: for the Python entry."""
-    if k < 0:
-        k += n
-    if k < 0 or k >= n:
-        raise IndexError("index out of range")
-    return k
-
-
-def host_slice_start(start: int, n: int, count: int, step: int) -> int:
-    """NumPy's rule for a slice start (step > 0), checked against the length the shape rule gave."""
-    if start < 0:
-        start += n
-    start = min(max(start, 0), n)
-    if count > 0 and start + (count - 1) * step >= n:
-        raise IndexError("slice out of range")
-    return start
 
 
 def kernel_threads() -> int:
